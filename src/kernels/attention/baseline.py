@@ -1,0 +1,106 @@
+"""GQA attention with q/k RMSNorm and RoPE, as NxDI's NeuronAttentionBase computes it without kernels.
+
+Per rank: q/k/v projections, per-head RMSNorm (NxDI CustomRMSNorm numerics) before RoPE, then
+- context encoding: `softmax((q @ k^T) / sqrt(d) masked causally, fp32).to(dtype) @ v`;
+- token generation: cached ("prior") and current ("active") scores computed separately, each divided by
+  sqrt(d) in the model dtype, merged by NxDI's `manual_softmax` in fp32, and the two value products added;
+then the o projection, whose output is this rank's partial sum. The KV cache is written in place.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from kernels.norm.baseline import rms_norm
+from kernels.registry import Variant, register
+from kernels.types import AttentionInputs, AttentionWeights, Phase
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, heads, S, D]; cos/sin [B, S, D]; non-interleaved halves, model-dtype rounding per op."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return x * cos + rotate_half(x) * sin
+
+
+def project_qkv(
+    x: torch.Tensor, w: AttentionWeights, inputs: AttentionInputs
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [B, S, H] -> q [B, Hq, S, D], k and v [B, Hkv, S, D], with q/k norm and RoPE applied."""
+    batch, seq, _ = x.shape
+    head_dim = w.q_norm.shape[0]
+    q = rms_norm(F.linear(x, w.q_proj).view(batch, seq, -1, head_dim), w.q_norm, w.eps).transpose(1, 2)
+    k = rms_norm(F.linear(x, w.k_proj).view(batch, seq, -1, head_dim), w.k_norm, w.eps).transpose(1, 2)
+    v = F.linear(x, w.v_proj).view(batch, seq, -1, head_dim).transpose(1, 2)
+    return apply_rope(q, inputs.cos, inputs.sin), apply_rope(k, inputs.cos, inputs.sin), v
+
+
+def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+
+
+def write_cache(cache: torch.Tensor, new: torch.Tensor, positions: torch.Tensor) -> None:
+    """Store new [B, Hkv, S, D] at each row's positions [B, S] of cache [B, Hkv, max_seq, D]."""
+    for b in range(new.shape[0]):
+        cache[b].index_copy_(1, positions[b], new[b])
+
+
+def _context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+    groups = q.shape[1] // k.shape[1]
+    scores = torch.matmul(q, repeat_kv(k, groups).transpose(2, 3)) / math.sqrt(q.shape[-1])
+    causal = inputs.positions.unsqueeze(2) >= inputs.positions.unsqueeze(1)  # [B, S_q, S_k]
+    scores = torch.where(causal.unsqueeze(1), scores, torch.finfo(scores.dtype).min)
+    probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(probs, repeat_kv(v, groups))
+
+
+def manual_softmax(prior: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """NxDI's split softmax for one new token: one max and one denominator over prior and active scores."""
+    top = torch.maximum(prior.max(dim=-1, keepdim=True).values, active)
+    exp_prior, exp_active = torch.exp(prior - top), torch.exp(active - top)
+    denominator = exp_prior.sum(dim=-1, keepdim=True) + exp_active.sum(dim=-1, keepdim=True)
+    return exp_prior / denominator, exp_active / denominator
+
+
+def _token(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+    groups = q.shape[1] // k.shape[1]
+    scale = math.sqrt(q.shape[-1])
+    k_prior = repeat_kv(inputs.k_cache[:, :, : inputs.kv_len], groups)
+    v_prior = repeat_kv(inputs.v_cache[:, :, : inputs.kv_len], groups)
+    prior = torch.matmul(q, k_prior.transpose(2, 3)) / scale
+    cached = torch.arange(inputs.kv_len).unsqueeze(0) < inputs.positions[:, :1]  # [B, kv_len]
+    prior = torch.where(cached[:, None, None, :], prior, torch.finfo(prior.dtype).min).float()
+    active = (torch.matmul(q, repeat_kv(k, groups).transpose(2, 3)) / scale).float()
+    p_prior, p_active = manual_softmax(prior, active)
+    return torch.matmul(p_prior.to(q.dtype), v_prior) + torch.matmul(p_active.to(q.dtype), repeat_kv(v, groups))
+
+
+def attention_reference(
+    x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, params: object = None
+) -> torch.Tensor:
+    """x [B, S, H] (normed) -> this rank's o_proj partial [B, S, H]; writes k/v into the cache."""
+    q, k, v = project_qkv(x, weights, inputs)
+    if inputs.phase is Phase.CONTEXT:
+        out = _context(q, k, v, inputs)
+    else:
+        out = _token(q, k, v, inputs)
+    write_cache(inputs.k_cache, k, inputs.positions)
+    write_cache(inputs.v_cache, v, inputs.positions)
+    batch, _, seq, _ = out.shape
+    return F.linear(out.transpose(1, 2).reshape(batch, seq, -1), weights.o_proj)
+
+
+register(
+    Variant(
+        layer="attention",
+        name="baseline",
+        summary="torch; NxDI attention numerics (q/k norm before RoPE, split prior/active softmax in decode)",
+        reference=attention_reference,
+    )
+)

@@ -1,0 +1,2 @@
+"""Routed expert MLP variants."""
+from kernels.experts import baseline, perturbed  # noqa: F401

@@ -1,0 +1,2 @@
+"""RMSNorm variants (input, post-attention and final norms; q/k norms belong to attention)."""
+from kernels.norm import baseline  # noqa: F401

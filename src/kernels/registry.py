@@ -1,0 +1,98 @@
+"""The kernel registry: the single source of truth for which variants exist per layer type.
+
+Config validation, `--help`, sweeps and the model's kernel slots all read it. A variant is registered by
+the module that defines it; importing `kernels` imports every variant module.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernels.types import ALL_PHASES, LayerShapes, Phase
+
+LAYERS = ("norm", "attention", "router", "experts", "lm_head")
+
+
+class UnknownVariantError(ValueError):
+    """A config named a variant that is not registered."""
+
+
+class UnsupportedShapeError(ValueError):
+    """A variant cannot serve the shapes the workload presents."""
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """For variants without tunables."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One implementation of one layer type.
+
+    `reference` is a torch function with the exact numerics the variant must reproduce. `nki` (optional) runs
+    the variant's NKI kernel(s) through a `launch` callable chosen by the executor; it takes the same
+    arguments as `reference`. Phases not listed in `phases` fall back to the layer's `baseline`.
+    """
+
+    layer: str
+    name: str
+    summary: str
+    reference: Callable[..., Any]
+    params: type = NoParams
+    nki: Callable[..., Any] | None = None
+    phases: frozenset[Phase] = ALL_PHASES
+    check_shapes: Callable[[LayerShapes, Any], list[str]] | None = None
+    test_only: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+    def make_params(self, overrides: dict[str, Any] | None = None) -> Any:
+        """The variant's params with `overrides` applied; unknown knobs are an error naming the valid ones."""
+        overrides = dict(overrides or {})
+        known = {f.name for f in dataclasses.fields(self.params)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            valid = ", ".join(sorted(known)) or "none"
+            raise ValueError(
+                f"kernel_params.{self.layer}: unknown knob(s) {', '.join(unknown)} for variant "
+                f"'{self.name}' (valid: {valid})"
+            )
+        return self.params(**overrides)
+
+    def problems(self, shapes: LayerShapes, params: Any) -> list[str]:
+        """Why this variant cannot serve `shapes` (empty when it can)."""
+        return self.check_shapes(shapes, params) if self.check_shapes else []
+
+
+_VARIANTS: dict[str, dict[str, Variant]] = {layer: {} for layer in LAYERS}
+
+
+def register(variant: Variant) -> Variant:
+    if variant.layer not in _VARIANTS:
+        raise ValueError(f"unknown layer type '{variant.layer}' (layers: {', '.join(LAYERS)})")
+    if variant.name in _VARIANTS[variant.layer]:
+        raise ValueError(f"variant '{variant.layer}.{variant.name}' is registered twice")
+    _VARIANTS[variant.layer][variant.name] = variant
+    return variant
+
+
+def names(layer: str) -> list[str]:
+    return sorted(_VARIANTS[layer])
+
+
+def get(layer: str, name: str) -> Variant:
+    if layer not in _VARIANTS:
+        raise UnknownVariantError(f"unknown layer type '{layer}' (layers: {', '.join(LAYERS)})")
+    try:
+        return _VARIANTS[layer][name]
+    except KeyError:
+        raise UnknownVariantError(
+            f"kernel.{layer}={name} is not a registered variant; choose one of: {', '.join(names(layer))}"
+        ) from None
+
+
+def catalogue() -> dict[str, list[Variant]]:
+    """Every registered variant, by layer, for listings."""
+    return {layer: [_VARIANTS[layer][n] for n in names(layer)] for layer in LAYERS}

@@ -1,0 +1,73 @@
+"""Kernel slots: what the model calls for each layer type, resolved once from the config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kernels.executors import Executor, get_executor
+from kernels.registry import LAYERS, Variant, get
+from kernels.types import Phase
+
+
+@dataclass(frozen=True)
+class KernelSlot:
+    """One layer type's selected variant, its params, and the baseline it falls back to outside its phases."""
+
+    variant: Variant
+    params: Any
+    baseline: Variant
+    executor: Executor
+
+    def resolve(self, phase: Phase) -> tuple[Variant, Any]:
+        if phase in self.variant.phases:
+            return self.variant, self.params
+        return self.baseline, self.baseline.make_params()
+
+    def __call__(self, phase: Phase, *args: Any) -> Any:
+        variant, params = self.resolve(phase)
+        with torch.profiler.record_function(f"kernel.{variant.layer}.{variant.name}"):
+            return self.executor(variant, params, args)
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    slots: dict[str, KernelSlot]
+
+    @classmethod
+    def from_choices(
+        cls, choices: dict[str, str], params: dict[str, dict[str, Any]] | None = None, executor: str = "reference"
+    ) -> KernelSet:
+        """`choices` maps layer type to variant name (missing layers use `baseline`)."""
+        unknown = sorted(set(choices) - set(LAYERS))
+        if unknown:
+            raise ValueError(f"unknown layer type(s) {', '.join(unknown)}; layers: {', '.join(LAYERS)}")
+        run = get_executor(executor)
+        slots = {}
+        for layer in LAYERS:
+            variant = get(layer, choices.get(layer, "baseline"))
+            overrides = (params or {}).get(layer) or {}
+            slots[layer] = KernelSlot(variant, variant.make_params(overrides), get(layer, "baseline"), run)
+        return cls(slots)
+
+    @classmethod
+    def baseline(cls, executor: str = "reference") -> KernelSet:
+        return cls.from_choices({}, executor=executor)
+
+    def __getattr__(self, layer: str) -> KernelSlot:
+        try:
+            return self.slots[layer]
+        except KeyError:
+            raise AttributeError(layer) from None
+
+    def choices(self) -> dict[str, str]:
+        return {layer: slot.variant.name for layer, slot in self.slots.items()}
+
+    def fallbacks(self) -> dict[str, list[str]]:
+        """Phases in which each layer runs its baseline instead of the selected variant."""
+        return {
+            layer: [p.value for p in Phase if p not in slot.variant.phases]
+            for layer, slot in self.slots.items()
+            if any(p not in slot.variant.phases for p in Phase)
+        }

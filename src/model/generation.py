@@ -1,0 +1,124 @@
+"""Generation as NxDI runs it: one context-encoding call on the prompt padded to its bucket, then one
+token-generation call per new token reading the smallest KV bucket that holds the sequence.
+
+Every row generates exactly `max_new_tokens` (the contest sets min_new_tokens = max_new_tokens).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from kernels.types import Phase
+from model.qwen3_moe import Qwen3Moe
+
+
+def nxdi_buckets(min_length: int, max_length: int) -> list[int]:
+    """NxDI autobucketing: powers of two from `min_length` below `max_length`, then `max_length`."""
+    return [2**i for i in range(int(math.log2(min_length)), round(math.log2(max_length)))] + [max_length]
+
+
+def pick_bucket(buckets: Sequence[int], length: int) -> int:
+    for bucket in sorted(buckets):
+        if bucket >= length:
+            return bucket
+    raise ValueError(f"length {length} exceeds the largest bucket {max(buckets)}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Greedy unless `do_sample`; sampling is seeded so runs repeat."""
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def make(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        if not self.do_sample:
+            return lambda logits: logits.argmax(dim=-1)
+        generator = torch.Generator().manual_seed(self.seed)
+
+        def sample(logits: torch.Tensor) -> torch.Tensor:
+            scores = logits / self.temperature
+            if self.top_k:
+                kth = torch.topk(scores, self.top_k, dim=-1).values[..., -1:]
+                scores = scores.masked_fill(scores < kth, -math.inf)
+            if self.top_p < 1.0:
+                ordered, order = torch.sort(scores, descending=True, dim=-1)
+                cumulative = ordered.softmax(-1).cumsum(-1)
+                drop = cumulative - ordered.softmax(-1) > self.top_p
+                scores = scores.scatter(-1, order, ordered.masked_fill(drop, -math.inf))
+            return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
+
+        return sample
+
+
+@dataclass
+class Generation:
+    tokens: torch.Tensor  # [B, new]
+    logits: torch.Tensor | None  # [new, B, V] fp32 when kept
+    ttft_s: float  # context encoding plus choosing the first token
+    step_s: list[float] = field(default_factory=list)  # each token-generation step
+    context_bucket: int = 0
+
+    @property
+    def e2e_s(self) -> float:
+        return self.ttft_s + sum(self.step_s)
+
+
+def generate(
+    model: Qwen3Moe,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    buckets: Sequence[int],
+    sampling: Sampling = Sampling(),
+    keep_logits: bool = False,
+    on_token: Callable[[int], None] | None = None,
+) -> Generation:
+    """Generate for a batch of prompts (right-padded into one context bucket)."""
+    batch = len(prompts)
+    lengths = torch.tensor([len(p) for p in prompts])
+    longest = int(lengths.max())
+    total = longest + max_new_tokens
+    if total > max(buckets):
+        raise ValueError(f"prompt ({longest}) + new tokens ({max_new_tokens}) exceed the sequence length {max(buckets)}")
+    choose = sampling.make()
+    bucket = pick_bucket(buckets, longest)
+    ids = torch.zeros(batch, bucket, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, : len(prompt)] = torch.tensor(prompt)
+    positions = torch.arange(bucket).expand(batch, bucket)
+    cache = model.new_cache(batch, max(buckets))
+
+    start = time.perf_counter()
+    logits = model.forward(ids, positions, cache, Phase.CONTEXT, bucket, last_index=lengths - 1)
+    token = choose(logits)
+    ttft = time.perf_counter() - start
+    tokens, kept, steps = [token], [logits] if keep_logits else None, []
+    if on_token:
+        on_token(1)
+    position = lengths.clone()
+    for step in range(1, max_new_tokens):
+        start = time.perf_counter()
+        kv_len = pick_bucket(buckets, int(position.max()) + 1)
+        logits = model.forward(token.unsqueeze(1), position.unsqueeze(1), cache, Phase.TOKEN, kv_len)
+        token = choose(logits)
+        steps.append(time.perf_counter() - start)
+        tokens.append(token)
+        if kept is not None:
+            kept.append(logits)
+        position += 1
+        if on_token:
+            on_token(step + 1)
+    return Generation(
+        tokens=torch.stack(tokens, dim=1),
+        logits=torch.stack(kept) if kept is not None else None,
+        ttft_s=ttft,
+        step_s=steps,
+        context_bucket=bucket,
+    )

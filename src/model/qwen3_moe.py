@@ -1,0 +1,152 @@
+"""Qwen3-MoE in plain PyTorch whose five layer types go through kernel slots, with tensor parallelism
+emulated per rank (model.parallel) and a KV cache per layer and rank.
+
+One forward is one NxDI sub-model call: context encoding (the padded prompt bucket, logits of each row's
+last real token) or token generation (one new token per row, reading a KV bucket).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kernels.slots import KernelSet
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, LayerShapes, Phase
+from model.dims import ModelDims
+from model.parallel import TensorParallel
+from model.weights import iter_layers, load_globals
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RankedLayer:
+    """One decoder layer: replicated weights once, sharded weights per rank."""
+
+    input_norm: torch.Tensor
+    post_attention_norm: torch.Tensor
+    router: torch.Tensor
+    attention: list[AttentionWeights]
+    experts: list[ExpertWeights]
+
+
+@dataclass
+class KVCache:
+    """k[layer][rank] and v[layer][rank]: [batch, kv_heads_per_rank, max_seq, head_dim]."""
+
+    k: list[list[torch.Tensor]]
+    v: list[list[torch.Tensor]]
+
+    @property
+    def max_seq(self) -> int:
+        return self.k[0][0].shape[2]
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [B, S, D] as NxDI's RotaryEmbedding: fp32 frequencies, cast to the model dtype."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    freqs = positions.float().unsqueeze(-1) * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+class Qwen3Moe:
+    def __init__(
+        self,
+        dims: ModelDims,
+        tp: TensorParallel,
+        kernels: KernelSet,
+        dtype: torch.dtype,
+        embed: torch.Tensor,
+        layers: list[RankedLayer],
+        final_norm: torch.Tensor,
+        lm_head: list[torch.Tensor],
+    ):
+        self.dims, self.tp, self.kernels, self.dtype = dims, tp, kernels, dtype
+        self.embed, self.layers, self.final_norm, self.lm_head = embed, layers, final_norm, lm_head
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, kernels: KernelSet, tp_degree: int = 1, dtype: torch.dtype = torch.bfloat16
+    ) -> Qwen3Moe:
+        dims = ModelDims.from_checkpoint(path)
+        tp = TensorParallel(dims, tp_degree)
+        ranks = range(tp.degree)
+        layers = []
+        for _, stored in iter_layers(path, dims):
+            full = stored.cast(dtype)
+            layers.append(
+                RankedLayer(
+                    input_norm=full.input_norm,
+                    post_attention_norm=full.post_attention_norm,
+                    router=full.router,
+                    attention=[tp.attention(full, r, dims.rms_norm_eps) for r in ranks],
+                    experts=[tp.experts(full, r) for r in ranks],
+                )
+            )
+        embed, final_norm, lm_head = (t.to(dtype) for t in load_globals(path))
+        return cls(dims, tp, kernels, dtype, embed, layers, final_norm, [tp.lm_head(lm_head, r) for r in ranks])
+
+    def layer_shapes(self, batch: int, context_lengths: tuple[int, ...], kv_lengths: tuple[int, ...]) -> LayerShapes:
+        d = self.dims
+        return LayerShapes(
+            batch=batch,
+            context_lengths=context_lengths,
+            kv_lengths=kv_lengths,
+            hidden=d.hidden_size,
+            q_heads=self.tp.q_heads,
+            kv_heads=self.tp.kv_heads,
+            head_dim=d.head_dim,
+            experts=d.num_experts,
+            top_k=d.num_experts_per_tok,
+            intermediate=self.tp.intermediate,
+            vocab=self.tp.vocab,
+            dtype=self.dtype,
+        )
+
+    def new_cache(self, batch: int, max_seq: int) -> KVCache:
+        shape = (batch, self.tp.kv_heads, max_seq, self.dims.head_dim)
+
+        def blank() -> list[list[torch.Tensor]]:
+            return [[torch.zeros(shape, dtype=self.dtype) for _ in range(self.tp.degree)] for _ in self.layers]
+
+        return KVCache(blank(), blank())
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        phase: Phase,
+        kv_len: int,
+        last_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids/positions [B, S] -> fp32 logits [B, V] of each row's token at `last_index` (default: last)."""
+        k = self.kernels
+        batch, seq = input_ids.shape
+        eps = self.dims.rms_norm_eps
+        cos, sin = rope_tables(positions, self.dims.head_dim, self.dims.rope_theta, self.dtype)
+        hidden = self.embed[input_ids]
+        pending = None  # the last sublayer's output, added to the residual stream by the next fused norm
+        for index, layer in enumerate(self.layers):
+            normed, hidden = k.norm(phase, hidden if pending is None else pending, layer.input_norm, eps,
+                                    None if pending is None else hidden)
+            partials = []
+            for rank, weights in enumerate(layer.attention):
+                inputs = AttentionInputs(phase, positions, cos, sin, cache.k[index][rank], cache.v[index][rank], kv_len)
+                partials.append(k.attention(phase, normed, weights, inputs))
+            attention_out = self.tp.all_reduce(partials)
+            normed, hidden = k.norm(phase, attention_out, layer.post_attention_norm, eps, hidden)
+            tokens = normed.reshape(batch * seq, -1)
+            affinities, experts = k.router(phase, tokens, layer.router, self.dims.num_experts_per_tok)
+            partials = [k.experts(phase, tokens, affinities, experts, w) for w in layer.experts]
+            pending = self.tp.all_reduce(partials).view(batch, seq, -1)
+        normed, _ = k.norm(phase, pending, self.final_norm, eps, hidden)
+        rows = torch.arange(batch)
+        last = torch.full((batch,), seq - 1) if last_index is None else last_index
+        final = normed[rows, last]
+        shards = [k.lm_head(phase, final, weight) for weight in self.lm_head]
+        return self.tp.all_gather_vocab(shards).float()
