@@ -1,8 +1,11 @@
 """How a variant runs is the platform's choice, not the model's.
 
-- `reference`: the variant's torch reference (fastest; exact numerics by definition);
-- `interp`: NKI kernels on the project's CPU interpreter (src/nki_cpu); torch-only variants run as torch.
-Executors that need the Neuron SDK (`nki_sim`, `neuron`) are added by the Trainium platform.
+- `reference`: every variant's torch reference (fastest; the numerics the kernels must match);
+- `interp`: NKI variants run their kernels on the project's CPU interpreter (src/nki_cpu), which checks
+  the target's hardware limits; torch-only variants run as torch.
+An NKI variant's `nki` entry receives a `launch(kernel, *args, **kwargs)` callable and returns what its
+reference returns; the executor decides what `launch` does. Executors that need the Neuron SDK
+(`nki_sim`, `neuron`) belong to the Trainium platform.
 """
 from __future__ import annotations
 
@@ -12,17 +15,33 @@ from typing import Any
 from kernels.registry import Variant
 
 Executor = Callable[[Variant, Any, tuple], Any]
+Launch = Callable[..., Any]
 
 
-def run_reference(variant: Variant, params: Any, args: tuple) -> Any:
-    return variant.reference(*args, params=params)
+def reference_executor(target: str) -> Executor:
+    return lambda variant, params, args: variant.reference(*args, params=params)
 
 
-EXECUTORS: dict[str, Executor] = {"reference": run_reference}
+def interp_executor(target: str) -> Executor:
+    def launch(kernel: Callable, *args: Any, **kwargs: Any) -> Any:
+        import nki_cpu  # lazy: only NKI variants need the interpreter
+
+        return nki_cpu.run_kernel(kernel, *args, target=target, **kwargs).outputs
+
+    def run(variant: Variant, params: Any, args: tuple) -> Any:
+        if variant.nki is None:
+            return variant.reference(*args, params=params)
+        return variant.nki(*args, params=params, launch=launch)
+
+    return run
 
 
-def get_executor(name: str) -> Executor:
+EXECUTORS: dict[str, Callable[[str], Executor]] = {"reference": reference_executor, "interp": interp_executor}
+
+
+def make_executor(name: str, target: str = "trn2") -> Executor:
     try:
-        return EXECUTORS[name]
+        factory = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor '{name}'; choose one of: {', '.join(sorted(EXECUTORS))}") from None
+    return factory(target)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from kernels.executors import Executor, get_executor
+from kernels.executors import Executor, make_executor
 from kernels.registry import LAYERS, Variant, get
 from kernels.types import Phase
 
@@ -37,13 +37,17 @@ class KernelSet:
 
     @classmethod
     def from_choices(
-        cls, choices: dict[str, str], params: dict[str, dict[str, Any]] | None = None, executor: str = "reference"
+        cls,
+        choices: dict[str, str],
+        params: dict[str, dict[str, Any]] | None = None,
+        executor: str = "reference",
+        target: str = "trn2",
     ) -> KernelSet:
         """`choices` maps layer type to variant name (missing layers use `baseline`)."""
         unknown = sorted(set(choices) - set(LAYERS))
         if unknown:
             raise ValueError(f"unknown layer type(s) {', '.join(unknown)}; layers: {', '.join(LAYERS)}")
-        run = get_executor(executor)
+        run = make_executor(executor, target)
         slots = {}
         for layer in LAYERS:
             variant = get(layer, choices.get(layer, "baseline"))
@@ -52,8 +56,8 @@ class KernelSet:
         return cls(slots)
 
     @classmethod
-    def baseline(cls, executor: str = "reference") -> KernelSet:
-        return cls.from_choices({}, executor=executor)
+    def baseline(cls, executor: str = "reference", target: str = "trn2") -> KernelSet:
+        return cls.from_choices({}, executor=executor, target=target)
 
     def __getattr__(self, layer: str) -> KernelSlot:
         try:

@@ -1,7 +1,9 @@
 """Generation as NxDI runs it: one context-encoding call on the prompt padded to its bucket, then one
 token-generation call per new token reading the smallest KV bucket that holds the sequence.
 
-Every row generates exactly `max_new_tokens` (the contest sets min_new_tokens = max_new_tokens).
+Every row generates exactly `max_new_tokens`: the contest sets min_new_tokens = max_new_tokens, so
+Hugging Face's MinNewTokens processor sets the end-of-sequence logits to -inf at every step; `suppress`
+does the same here, and the kept logits are those processed scores, as the contest compares them.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ class Generation:
         return self.ttft_s + sum(self.step_s)
 
 
+@torch.inference_mode()
 def generate(
     model: Qwen3Moe,
     prompts: Sequence[Sequence[int]],
@@ -78,9 +81,11 @@ def generate(
     buckets: Sequence[int],
     sampling: Sampling = Sampling(),
     keep_logits: bool = False,
-    on_token: Callable[[int], None] | None = None,
+    suppress: Sequence[int] = (),
+    on_token: Callable[[], None] | None = None,
 ) -> Generation:
     """Generate for a batch of prompts (right-padded into one context bucket)."""
+    suppressed = torch.tensor(list(suppress), dtype=torch.long)
     batch = len(prompts)
     lengths = torch.tensor([len(p) for p in prompts])
     longest = int(lengths.max())
@@ -97,16 +102,18 @@ def generate(
 
     start = time.perf_counter()
     logits = model.forward(ids, positions, cache, Phase.CONTEXT, bucket, last_index=lengths - 1)
+    logits[:, suppressed] = -math.inf
     token = choose(logits)
     ttft = time.perf_counter() - start
     tokens, kept, steps = [token], [logits] if keep_logits else None, []
     if on_token:
-        on_token(1)
+        on_token()
     position = lengths.clone()
     for step in range(1, max_new_tokens):
         start = time.perf_counter()
         kv_len = pick_bucket(buckets, int(position.max()) + 1)
         logits = model.forward(token.unsqueeze(1), position.unsqueeze(1), cache, Phase.TOKEN, kv_len)
+        logits[:, suppressed] = -math.inf
         token = choose(logits)
         steps.append(time.perf_counter() - start)
         tokens.append(token)
@@ -114,7 +121,7 @@ def generate(
             kept.append(logits)
         position += 1
         if on_token:
-            on_token(step + 1)
+            on_token()
     return Generation(
         tokens=torch.stack(tokens, dim=1),
         logits=torch.stack(kept) if kept is not None else None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.types import AttentionWeights, ExpertWeights
+from kernels.types import AttentionWeights, ExpertWeights, LayerShapes
 from model.dims import ModelDims
 from model.weights import LayerWeights
 
@@ -60,6 +60,25 @@ class TensorParallel:
     @property
     def vocab(self) -> int:
         return self.dims.vocab_size // self.degree
+
+    def layer_shapes(
+        self, batch: int, context_lengths: tuple[int, ...], kv_lengths: tuple[int, ...], dtype: torch.dtype
+    ) -> LayerShapes:
+        """The per-rank shapes the kernels see for a workload."""
+        return LayerShapes(
+            batch=batch,
+            context_lengths=context_lengths,
+            kv_lengths=kv_lengths,
+            hidden=self.dims.hidden_size,
+            q_heads=self.q_heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.dims.head_dim,
+            experts=self.dims.num_experts,
+            top_k=self.dims.num_experts_per_tok,
+            intermediate=self.intermediate,
+            vocab=self.vocab,
+            dtype=dtype,
+        )
 
     def _kv_rows(self, rank: int) -> slice:
         d = self.dims.head_dim

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from kernels.slots import KernelSet
-from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, LayerShapes, Phase
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, Phase
 from model.dims import ModelDims
 from model.parallel import TensorParallel
 from model.weights import iter_layers, load_globals
@@ -89,22 +89,9 @@ class Qwen3Moe:
         embed, final_norm, lm_head = (t.to(dtype) for t in load_globals(path))
         return cls(dims, tp, kernels, dtype, embed, layers, final_norm, [tp.lm_head(lm_head, r) for r in ranks])
 
-    def layer_shapes(self, batch: int, context_lengths: tuple[int, ...], kv_lengths: tuple[int, ...]) -> LayerShapes:
-        d = self.dims
-        return LayerShapes(
-            batch=batch,
-            context_lengths=context_lengths,
-            kv_lengths=kv_lengths,
-            hidden=d.hidden_size,
-            q_heads=self.tp.q_heads,
-            kv_heads=self.tp.kv_heads,
-            head_dim=d.head_dim,
-            experts=d.num_experts,
-            top_k=d.num_experts_per_tok,
-            intermediate=self.tp.intermediate,
-            vocab=self.tp.vocab,
-            dtype=self.dtype,
-        )
+    def with_kernels(self, kernels: KernelSet) -> Qwen3Moe:
+        """The same weights behind another kernel set (no copy)."""
+        return Qwen3Moe(self.dims, self.tp, kernels, self.dtype, self.embed, self.layers, self.final_norm, self.lm_head)
 
     def new_cache(self, batch: int, max_seq: int) -> KVCache:
         shape = (batch, self.tp.kv_heads, max_seq, self.dims.head_dim)

@@ -1,0 +1,41 @@
+"""`python -m pipeline [overrides]`: the Hydra entry point."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from pipeline.config import CONF_DIR  # importing registers the schema and resolvers before Hydra composes
+from pipeline.config.validate import ConfigError
+from pipeline.runner import JobFailed, prepare, run_job
+
+log = logging.getLogger("pipeline")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    single = hydra_cfg.mode == RunMode.RUN
+    try:
+        job = prepare(cfg, Path(hydra_cfg.runtime.output_dir))
+    except ConfigError as error:
+        if single:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    try:
+        run_job(cfg, job, list(hydra_cfg.overrides.task))
+    except JobFailed:
+        if single:
+            sys.exit(1)
+        raise
+    except KeyboardInterrupt:
+        if single:
+            print("interrupted: runs marked KILLED, artifacts so far kept", file=sys.stderr)
+            sys.exit(130)
+        raise

@@ -1,0 +1,150 @@
+"""The structured schema every composed config is validated against (types and keys).
+
+Kernel choices are plain strings here and are checked against the kernel registry by `validate`, so the
+dotted form users type (`kernel.experts=grouped_v2`) selects a variant and a typo fails with one line that
+lists the registered names. Per-variant knobs live under `kernel_params.<layer>.<knob>` and are merged onto
+the variant's params dataclass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class KernelConf:
+    norm: str = "baseline"
+    attention: str = "baseline"
+    router: str = "baseline"
+    experts: str = "baseline"
+    lm_head: str = "baseline"
+
+
+@dataclass
+class KernelParamsConf:
+    norm: dict[str, Any] = field(default_factory=dict)
+    attention: dict[str, Any] = field(default_factory=dict)
+    router: dict[str, Any] = field(default_factory=dict)
+    experts: dict[str, Any] = field(default_factory=dict)
+    lm_head: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParallelConf:
+    tp_degree: int = 1
+    ep_degree: int = 1
+
+
+@dataclass
+class ModelDimsConf:
+    """Dimensions of a seeded model (a checkpoint's own config.json wins for `source: checkpoint`)."""
+
+    vocab_size: int = 151936
+    hidden_size: int = MISSING
+    num_hidden_layers: int = MISSING
+    num_attention_heads: int = MISSING
+    num_key_value_heads: int = MISSING
+    head_dim: int = MISSING
+    num_experts: int = MISSING
+    num_experts_per_tok: int = MISSING
+    moe_intermediate_size: int = MISSING
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 40960
+
+
+@dataclass
+class ModelConf:
+    name: str = MISSING
+    source: str = "seeded"  # "seeded" (created once, cached) or "checkpoint" (an HF directory at `path`)
+    path: Optional[str] = None
+    seed: int = 0
+    dtype: str = "bfloat16"  # bfloat16 | float32
+    dims: Optional[ModelDimsConf] = None
+
+
+@dataclass
+class SamplingConf:
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class WorkloadConf:
+    name: str = MISSING
+    prompts: list[str] = MISSING
+    seq_len: int = MISSING
+    max_new_tokens: Optional[int] = None  # None: seq_len - prompt length, as the contest
+    batch_size: int = 1
+    buckets: Optional[list[int]] = None  # None: NxDI autobucketing over [128, seq_len]
+    sampling: SamplingConf = field(default_factory=SamplingConf)
+
+
+@dataclass
+class PlatformConf:
+    name: str = "cpu"
+    executor: str = "reference"  # how NKI variants run: reference | interp (| nki_sim | neuron on Trainium)
+    target: str = "trn2"  # the Trainium generation the interpreter checks and estimates for
+
+
+@dataclass
+class AccuracyConf:
+    reference: str = "baseline"  # baseline | transformers
+    tol_map: dict[str, list[float]] = field(
+        default_factory=lambda: {"all": [1e-5, 0.05], "1000": [1e-5, 0.03], "50": [1e-5, 0.03], "5": [1e-5, 0.03]}
+    )
+    divergence_difference_tol: float = 0.001
+    num_tokens_to_check: Optional[int] = None  # None: every generated token, as the contest
+
+
+@dataclass
+class LatencyConf:
+    warmup: int = 1
+    runs: int = 5
+
+
+@dataclass
+class ProfileConf:
+    top_ops: int = 25
+
+
+@dataclass
+class ScoreConf:
+    baseline: str = "lookup"  # lookup (FINISHED baseline run in MLflow, run it if missing) | run
+
+
+@dataclass
+class TrackingConf:
+    uri: str = MISSING
+    experiment: str = MISSING
+    artifact_root: str = MISSING
+    run_name: Optional[str] = None
+
+
+@dataclass
+class PathsConf:
+    root: str = MISSING
+    cache: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class PipelineConf:
+    model: ModelConf = MISSING
+    workload: WorkloadConf = MISSING
+    platform: PlatformConf = MISSING
+    kernel: KernelConf = field(default_factory=KernelConf)
+    kernel_params: KernelParamsConf = field(default_factory=KernelParamsConf)
+    parallel: ParallelConf = field(default_factory=ParallelConf)
+    stages: list[str] = field(default_factory=lambda: ["compile", "accuracy", "latency", "profile", "score"])
+    accuracy: AccuracyConf = field(default_factory=AccuracyConf)
+    latency: LatencyConf = field(default_factory=LatencyConf)
+    profile: ProfileConf = field(default_factory=ProfileConf)
+    score: ScoreConf = field(default_factory=ScoreConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
+    paths: PathsConf = field(default_factory=PathsConf)

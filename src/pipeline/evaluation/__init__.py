@@ -1,0 +1,1 @@
+"""Accuracy and score computations of the contest harness, reimplemented."""

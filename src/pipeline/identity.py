@@ -1,0 +1,33 @@
+"""Stable identities of a resolved config: its hash (de-duplication, caching) and the key a baseline run
+must share with a job to be its score reference (same model, workload, parallelism and measurement)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from pipeline.config.schema import PipelineConf
+
+NOT_RESULT_AFFECTING = ("tracking", "paths", "stages")
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_hash(conf: PipelineConf) -> str:
+    values = dataclasses.asdict(conf)
+    return _digest({k: v for k, v in values.items() if k not in NOT_RESULT_AFFECTING})
+
+
+def workload_key(conf: PipelineConf) -> str:
+    values = dataclasses.asdict(conf)
+    return _digest({k: values[k] for k in ("model", "workload", "parallel", "platform", "latency")})
+
+
+def all_baseline(conf: PipelineConf) -> bool:
+    return all(v == "baseline" for v in dataclasses.asdict(conf.kernel).values())
+
+
+def kernel_set_label(conf: PipelineConf) -> str:
+    return ",".join(f"{k}={v}" for k, v in dataclasses.asdict(conf.kernel).items())

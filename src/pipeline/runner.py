@@ -1,0 +1,149 @@
+"""Runs one job: validate, open the MLflow job run, run the stages in order (each a nested run whose files
+are logged even when it fails), close the run FINISHED / FAILED / KILLED, print the summary."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.config.validate import ConfigError, to_pipeline_conf, validate
+from pipeline.identity import all_baseline, config_hash, kernel_set_label, workload_key
+from pipeline.job import Job
+from pipeline.report import StageLine, summary_table
+from pipeline.stages import STAGES
+from pipeline.stages.compile import check_shapes
+from pipeline.tracking.store import PARENT_RUN_ENV, Store
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(RuntimeError):
+    """A stage failed; details are in the summary, the log and the MLflow run."""
+
+
+def git_commit(root: str) -> str:
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if commit.returncode:
+        return "unknown"
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif name == "workload.prompts":
+            flat["workload.num_prompts"] = len(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_name(conf, overrides: list[str]) -> str:
+    if conf.tracking.run_name:
+        return conf.tracking.run_name
+    shown = [o.split(".")[-1].split("/")[-1] for o in overrides if not o.startswith(("tracking.", "paths.", "hydra"))]
+    return " ".join(shown) or "default"
+
+
+def prepare(cfg: DictConfig, output_dir: Path) -> Job:
+    """Everything that can reject a config, before any MLflow run exists."""
+    conf = to_pipeline_conf(cfg)
+    validate(conf)
+    job = Job(conf, output_dir)
+    check_shapes(job)
+    return job
+
+
+def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
+    conf = job.conf
+    store = Store(conf.tracking.uri, conf.tracking.experiment, conf.tracking.artifact_root)
+    job.tracking = store
+    tags = {
+        "config_hash": config_hash(conf),
+        "workload_key": workload_key(conf),
+        "all_baseline": str(all_baseline(conf)).lower(),
+        "kernels": kernel_set_label(conf),
+        "platform": conf.platform.name,
+        "executor": conf.platform.executor,
+        "model": conf.model.name,
+        "workload": conf.workload.name,
+        "tp_degree": str(conf.parallel.tp_degree),
+        "git_commit": git_commit(conf.paths.root),
+        "overrides": " ".join(overrides),
+        **{f"kernel.{k}": v for k, v in job.kernels.choices().items()},
+    }
+    parent = os.environ.get(PARENT_RUN_ENV)
+    run_id = store.start_run(run_name(conf, overrides), parent_run_id=parent, tags=tags)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    store.log(run_id, params=flatten(resolved))
+    (job.output_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    store.log_artifact(run_id, job.output_dir / "resolved_config.yaml")
+    log.info("MLflow run %s in experiment '%s' (%s)", run_id, conf.tracking.experiment, conf.tracking.uri)
+
+    lines, status = [], "FINISHED"
+    try:
+        for name in conf.stages:
+            stage_status = _run_stage(store, run_id, job, name, lines)
+            if stage_status != "FINISHED":
+                status = stage_status
+                break
+    except KeyboardInterrupt:
+        status = "KILLED"
+    finally:
+        for name in conf.stages[len(lines):]:
+            lines.append(StageLine(name, "SKIPPED", 0.0, ""))
+        store.log_artifacts(run_id, job.output_dir / ".hydra", "hydra")
+        store.log_artifact(run_id, job.output_dir / "pipeline.log")
+        store.end(run_id, status)
+        if status == "KILLED" and parent:
+            store.end(parent, "KILLED")
+        footer = [
+            f"outputs: {job.output_dir}",
+            f"MLflow:  run {run_id} ({status}) in experiment '{conf.tracking.experiment}'; "
+            f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri})",
+        ]
+        print("\n" + summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer), flush=True)
+    if status == "KILLED":
+        raise KeyboardInterrupt
+    if status == "FAILED":
+        raise JobFailed(next(l.summary for l in lines if l.status == "FAILED"))
+
+
+def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[StageLine]) -> str:
+    stage_run = store.start_run(name, parent_run_id=job_run_id, tags={"stage": name})
+    start = time.perf_counter()
+    status, summary = "FINISHED", ""
+    log.info("stage %s: started", name)
+    try:
+        result = STAGES[name].run(job)
+        job.results[name] = result
+        store.log(stage_run, metrics=result.metrics)
+        store.log(job_run_id, metrics={f"{name}.{k}": v for k, v in result.headline.items()}, tags=result.tags)
+        summary = result.summary
+    except KeyboardInterrupt:
+        status, summary = "KILLED", "interrupted (Ctrl-C)"
+        raise
+    except Exception as error:  # a stage crash ends the job, never the tracking
+        status, summary = "FAILED", f"{type(error).__name__}: {error}"
+        (job.stage_dir(name) / "traceback.txt").write_text(traceback.format_exc())
+        log.error("stage %s failed: %s", name, summary)
+    finally:
+        seconds = time.perf_counter() - start
+        store.log(stage_run, metrics={"seconds": seconds})
+        store.log_artifacts(stage_run, job.output_dir / name)
+        store.end(stage_run, status)
+        lines.append(StageLine(name, status, seconds, summary))
+        log.info("stage %s: %s in %.1f s", name, status, seconds)
+    return status

@@ -1,0 +1,106 @@
+"""The contest's logit validation of the job's kernels against a reference, prompt by prompt (batch 1).
+
+Reference `baseline`: the same model, weights, dtype and TP degree with every kernel `baseline` (as the
+contest compares against the NxDI baseline compiled on the same chip). Reference `transformers`:
+Hugging Face's Qwen3MoeForCausalLM on the same checkpoint and dtype, an implementation we did not write.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable
+
+import torch
+
+from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation
+from pipeline.job import Job, Prompt
+from pipeline.progress import Progress
+from pipeline.stages.base import StageResult, register_stage
+
+log = logging.getLogger(__name__)
+
+ReferenceFn = Callable[[Prompt, int], torch.Tensor]  # (prompt, new tokens) -> logits [new, 1, V]
+
+
+def tol_map(job: Job) -> TolMap:
+    return {None if k == "all" else int(k): (float(v[0]), float(v[1])) for k, v in job.conf.accuracy.tol_map.items()}
+
+
+def _baseline_reference(job: Job, progress: Progress) -> ReferenceFn:
+    model = job.model(job.baseline_kernels)
+    return lambda prompt, new: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
+
+
+def _transformers_reference(job: Job, progress: Progress) -> ReferenceFn:
+    from transformers import Qwen3MoeForCausalLM
+
+    hf = Qwen3MoeForCausalLM.from_pretrained(job.checkpoint, dtype=job.dtype, attn_implementation="eager")
+    hf.eval()
+
+    def run(prompt: Prompt, new: int) -> torch.Tensor:
+        with torch.inference_mode():
+            out = hf.generate(
+                torch.tensor([prompt.ids]), max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                output_scores=True, return_dict_in_generate=True, eos_token_id=list(job.tokenizer.eos_token_ids),
+                pad_token_id=job.tokenizer.eos_token_ids[-1],
+            )
+        progress.advance(new)
+        return torch.stack(out.scores).float()
+
+    return run
+
+
+REFERENCES = {"baseline": _baseline_reference, "transformers": _transformers_reference}
+
+
+def _write_positions(path, result: ValidationResult) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        keys = list(result.positions[0].errors) if result.positions else []
+        writer.writerow(["position", *keys, "diverged", "divergence_gap", "passed"])
+        for p in result.positions:
+            writer.writerow([p.position, *(p.errors[k] for k in keys), p.diverged, p.divergence_gap, p.passed])
+
+
+@register_stage("accuracy")
+class AccuracyStage:
+    def run(self, job: Job) -> StageResult:
+        settings = job.conf.accuracy
+        out_dir = job.stage_dir(self.name)
+        limit = settings.num_tokens_to_check
+        checks = [(p, min(p.max_new_tokens, limit or p.max_new_tokens)) for p in job.prompts]
+        progress = Progress("accuracy (reference)", sum(n for _, n in checks))
+        reference = REFERENCES[settings.reference](job, progress)
+        candidate = job.model()
+        metrics, report, all_passed = {}, [], True
+        for prompt, new in checks:
+            expected = reference(prompt, new)
+            progress = Progress(f"accuracy (prompt {prompt.index})", new)
+
+            def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new) -> torch.Tensor:
+                remaining = new - (ids.shape[1] - len(prompt.ids))
+                return job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True, progress=progress).logits
+
+            result = logit_validation(
+                torch.tensor([prompt.ids]), generate_fn, expected, tol_map(job), settings.divergence_difference_tol
+            )
+            _write_positions(out_dir / f"prompt{prompt.index}_positions.csv", result)
+            all_passed &= result.passed
+            metrics[f"p{prompt.index}.passed"] = float(result.passed)
+            metrics[f"p{prompt.index}.divergences"] = len(result.divergences)
+            metrics.update({f"p{prompt.index}.max_err_{k}": v for k, v in result.max_errors.items()})
+            report.append({"prompt": prompt.index, "tokens_checked": new, "status": result.status(),
+                           "divergences": result.divergences, "max_errors": result.max_errors,
+                           "generate_calls": result.generate_calls})
+            log.info("accuracy prompt %d: %s", prompt.index, result.status())
+        (out_dir / "report.json").write_text(json.dumps({"reference": settings.reference, "prompts": report}, indent=2))
+        passed = sum(r["status"].startswith("passed") for r in report)
+        worst = max((m for k, m in metrics.items() if "max_err_top_all" in k), default=0.0)
+        return StageResult(
+            metrics={"passed": float(all_passed), **metrics},
+            headline={"passed": float(all_passed), "max_err_top_all": worst},
+            tags={"accuracy.gate": "passed" if all_passed else "failed", "accuracy.reference": settings.reference},
+            summary=f"{'PASSED' if all_passed else 'FAILED'} vs {settings.reference}: {passed}/{len(report)} prompts",
+            data={"passed": all_passed, "per_prompt": {r["prompt"]: r["status"].startswith("passed") for r in report}},
+        )

@@ -1,0 +1,90 @@
+"""The contest score per prompt against a baseline: accuracy x (base latency / latency) x (throughput /
+base throughput) x (1 + NKI MAC ratio), with latency = end-to-end p99 and throughput as NxDI reports it.
+
+The baseline is the same workload with every kernel `baseline`: this job's own latency if it is the
+baseline, else the newest FINISHED baseline run in MLflow with the same workload key, else measured here.
+On the CPU the latencies are CPU times, so the score says how the CPU model changed, not Trainium.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+
+from pipeline.identity import all_baseline, workload_key
+from pipeline.job import Job
+from pipeline.stages.base import StageResult, register_stage
+from pipeline.stages.latency import measure
+
+
+def contest_score(accuracy: float, base_latency: float, latency: float, throughput: float, base_throughput: float,
+                  nki_ratio: float) -> float:
+    return accuracy * (base_latency / latency) * (throughput / base_throughput) * (1.0 + nki_ratio)
+
+
+def nki_mac_ratio(job: Job) -> float:
+    """NKI MACs over all MACs of the model; 0 while every layer runs torch."""
+    compiled = job.results.get("compile")
+    return float(compiled.data.get("nki_mac_ratio", 0.0)) if compiled and isinstance(compiled.data, dict) else 0.0
+
+
+def _lookup_baseline(job: Job) -> tuple[dict[int, dict[str, float]], str] | None:
+    store = job.tracking
+    runs = store.client.search_runs(
+        [store.experiment_id],
+        f"tags.workload_key = '{workload_key(job.conf)}' and tags.all_baseline = 'true' "
+        f"and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    metrics = runs[0].data.metrics
+    per_prompt = {}
+    for prompt in job.prompts:
+        keys = (f"latency.p{prompt.index}.e2e_p99_ms", f"latency.p{prompt.index}.throughput_tok_s")
+        if not all(k in metrics for k in keys):
+            return None
+        per_prompt[prompt.index] = {"e2e_p99_ms": metrics[keys[0]], "throughput_tok_s": metrics[keys[1]]}
+    return per_prompt, f"run {runs[0].info.run_id}"
+
+
+def baseline_latency(job: Job, own: dict[int, dict[str, float]]) -> tuple[dict[int, dict[str, float]], str]:
+    if all_baseline(job.conf):
+        return own, "this run"
+    if job.conf.score.baseline == "lookup":
+        found = _lookup_baseline(job)
+        if found:
+            return found
+    return measure(job, job.baseline_kernels, "score: baseline latency"), "measured in this job"
+
+
+@register_stage("score")
+class ScoreStage:
+    def run(self, job: Job) -> StageResult:
+        latency = job.results.get("latency")
+        if latency is None:
+            raise RuntimeError("the score stage needs the latency stage earlier in `stages`")
+        accuracy = job.results.get("accuracy")
+        per_prompt_accuracy = accuracy.data["per_prompt"] if accuracy else {}
+        base, source = baseline_latency(job, latency.data)
+        ratio = nki_mac_ratio(job)
+        scores = {}
+        for prompt in job.prompts:
+            ours, theirs = latency.data[prompt.index], base[prompt.index]
+            scores[prompt.index] = contest_score(
+                float(per_prompt_accuracy.get(prompt.index, True)), theirs["e2e_p99_ms"], ours["e2e_p99_ms"],
+                ours["throughput_tok_s"], theirs["throughput_tok_s"], ratio,
+            )
+        mean = statistics.fmean(scores.values())
+        (job.stage_dir(self.name) / "score.json").write_text(
+            json.dumps({"baseline": source, "baseline_latency": base, "nki_mac_ratio": ratio, "scores": scores,
+                        "accuracy_checked": accuracy is not None}, indent=2)
+        )
+        checked = "" if accuracy else " (accuracy not checked: assumed passing)"
+        return StageResult(
+            metrics={**{f"p{i}": s for i, s in scores.items()}, "contest": mean, "nki_mac_ratio": ratio},
+            headline={"contest": mean, "contest_total": sum(scores.values()), "nki_mac_ratio": ratio},
+            tags={"score.baseline": source},
+            summary=f"CPU score {mean:.3f} per prompt (1.0 = baseline; baseline from {source}){checked}",
+            data=scores,
+        )

@@ -1,0 +1,52 @@
+"""Hydra callback that gives every sweep one MLflow parent run.
+
+It runs in the launching process before any job starts, which also initialises the SQLite store once:
+parallel workers migrating a fresh database at the same time race (measured: 3 of 3 joblib trials failed).
+The parent id reaches jobs through the environment (inherited by loky and submitit workers) and a file in
+the sweep directory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig
+
+from pipeline.tracking.store import PARENT_RUN_ENV, Store
+
+log = logging.getLogger(__name__)
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.parent_run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        tracking = config.tracking
+        self.store = Store(tracking.uri, tracking.experiment, tracking.artifact_root)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        overrides = " ".join(config.hydra.overrides.task)
+        self.parent_run_id = self.store.start_run(
+            f"sweep {overrides}".strip(), tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"}
+        )
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "mlflow_parent_run_id").write_text(self.parent_run_id)
+        log.info("MLflow sweep parent run %s", self.parent_run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.store is None or self.parent_run_id is None:
+            return
+        children = self.store.client.search_runs(
+            [self.store.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
+        )
+        failed = [r for r in children if r.info.status != RunStatus.to_string(RunStatus.FINISHED)]
+        self.store.end(self.parent_run_id, "FAILED" if failed else "FINISHED")
+        log.info(
+            "MLflow sweep parent run %s: %d job(s), %d not finished", self.parent_run_id, len(children), len(failed)
+        )
