@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import OmegaConf, ValidationError
+
 from kernels.types import ALL_PHASES, LayerShapes, Phase
 
 LAYERS = ("norm", "attention", "router", "experts", "lm_head")
@@ -49,8 +51,9 @@ class Variant:
     tags: tuple[str, ...] = field(default=())
 
     def make_params(self, overrides: dict[str, Any] | None = None) -> Any:
-        """The variant's params with `overrides` applied; unknown knobs are an error naming the valid ones."""
-        overrides = dict(overrides or {})
+        """The variant's params with `overrides` applied (type-checked); unknown knobs are an error naming
+        the valid ones. `None` values mean "the variant's default"."""
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         known = {f.name for f in dataclasses.fields(self.params)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -59,7 +62,10 @@ class Variant:
                 f"kernel_params.{self.layer}: unknown knob(s) {', '.join(unknown)} for variant "
                 f"'{self.name}' (valid: {valid})"
             )
-        return self.params(**overrides)
+        try:
+            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(self.params), overrides))
+        except ValidationError as error:
+            raise ValueError(f"kernel_params.{self.layer}: {str(error).splitlines()[0]}") from None
 
     def problems(self, shapes: LayerShapes, params: Any) -> list[str]:
         """Why this variant cannot serve `shapes` (empty when it can)."""

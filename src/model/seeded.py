@@ -22,20 +22,45 @@ from model.dims import ModelDims
 
 log = logging.getLogger(__name__)
 
-# Standard deviations: projections as transformers' initializer_range; a larger router spread gives peaked
-# routing like a trained model; norm weights scattered around 1 so their multiply is not a no-op.
-PROJECTION_STD = 0.02
-ROUTER_STD = 0.1
+# Initialisation. A plain random model makes a poor test subject: its greedy top-1 margins are a few bf16
+# ulps (measured on the tiny model: a quarter of the steps within 2 ulps), so reduction-order noise alone
+# flips tokens and the contest's 0.001 divergence tolerance fails for reasons no kernel controls. So:
+# - projections have std 1/sqrt(fan_in) and the embedding unit variance, so every sublayer moves the
+#   residual stream about as much as the token embedding does (kernel numerics matter);
+# - the router's logits have std ROUTER_LOGIT_STD, so routing is peaked as in a trained model;
+# - lm_head row v is the embedding of token perm(v) plus as much noise, scaled to trained-model logit
+#   magnitudes (a top logit near HEAD_TARGET_LOGIT): the next token follows from the current one with the
+#   margins of a trained model, and the rest of the vocabulary still carries every layer's errors;
+# - norm weights scatter around 1 so their multiply is not a no-op.
+ROUTER_LOGIT_STD = 1.5
+HEAD_TARGET_LOGIT = 20.0
 NORM_SPREAD = 0.1
 
+_FAN_IN_DIM = {"q_proj": 1, "k_proj": 1, "v_proj": 1, "o_proj": 1, "gate_proj": 1, "up_proj": 1, "down_proj": 1}
 
-def _tensor(name: str, shape: tuple[int, ...], seed: int, dtype: torch.dtype) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-    values = torch.randn(shape, generator=generator, dtype=torch.float32)
+
+def _generator(name: str, seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def _tensor(name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    values = torch.randn(shape, generator=_generator(name, seed), dtype=torch.float32)
+    leaf = name.split(".")[-2]
     if name.endswith("norm.weight"):
-        return (1.0 + NORM_SPREAD * values).to(dtype)
-    std = ROUTER_STD if name.endswith("mlp.gate.weight") else PROJECTION_STD
-    return (std * values).to(dtype)
+        return 1.0 + NORM_SPREAD * values
+    if leaf in _FAN_IN_DIM:
+        return values / shape[_FAN_IN_DIM[leaf]] ** 0.5
+    if leaf == "gate":  # the router
+        return values * ROUTER_LOGIT_STD / shape[1] ** 0.5
+    return values  # the embedding
+
+
+def _lm_head(embed: torch.Tensor, seed: int) -> torch.Tensor:
+    vocab, hidden = embed.shape
+    perm = torch.randperm(vocab, generator=_generator("lm_head.perm", seed))
+    noise = torch.randn(embed.shape, generator=_generator("lm_head.weight", seed), dtype=torch.float32)
+    # The aligned logit is about hidden / sqrt(2) (the normed final state is half embedding, half layers).
+    return (embed[perm] + noise) * (HEAD_TARGET_LOGIT * 2**0.5 / hidden)
 
 
 def _shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
@@ -68,13 +93,18 @@ def _shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
 
 
 def checkpoint_id(dims: ModelDims, seed: int) -> str:
-    blob = json.dumps([dims.to_hf_config(), seed, PROJECTION_STD, ROUTER_STD, NORM_SPREAD], sort_keys=True)
+    blob = json.dumps([dims.to_hf_config(), seed, ROUTER_LOGIT_STD, HEAD_TARGET_LOGIT, NORM_SPREAD, 2], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def write_seeded_checkpoint(dims: ModelDims, seed: int, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {name: _tensor(name, shape, seed, torch.bfloat16) for name, shape in _shapes(dims).items()}
+    shapes = _shapes(dims)
+    head = shapes.pop("lm_head.weight")
+    tensors = {name: _tensor(name, shape, seed) for name, shape in shapes.items()}
+    tensors["lm_head.weight"] = _lm_head(tensors["model.embed_tokens.weight"], seed)
+    assert tensors["lm_head.weight"].shape == head
+    tensors = {name: t.to(torch.bfloat16) for name, t in tensors.items()}
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(dims.to_hf_config(), indent=2))
 

@@ -1,2 +1,2 @@
 """Routed expert MLP variants."""
-from kernels.experts import baseline, perturbed  # noqa: F401
+from kernels.experts import baseline  # noqa: F401

@@ -2,15 +2,18 @@
 
 Kernel choices are plain strings here and are checked against the kernel registry by `validate`, so the
 dotted form users type (`kernel.experts=grouped_v2`) selects a variant and a typo fails with one line that
-lists the registered names. Per-variant knobs live under `kernel_params.<layer>.<knob>` and are merged onto
-the variant's params dataclass.
+lists the registered names. Per-variant knobs live under `kernel_params.<layer>.<knob>`: the schema holds every
+knob the registry declares for the layer, and the selected variant's params dataclass type-checks them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Optional
 
 from omegaconf import MISSING
+
+import kernels
 
 
 @dataclass
@@ -22,13 +25,17 @@ class KernelConf:
     lm_head: str = "baseline"
 
 
-@dataclass
-class KernelParamsConf:
-    norm: dict[str, Any] = field(default_factory=dict)
-    attention: dict[str, Any] = field(default_factory=dict)
-    router: dict[str, Any] = field(default_factory=dict)
-    experts: dict[str, Any] = field(default_factory=dict)
-    lm_head: dict[str, Any] = field(default_factory=dict)
+def _layer_params_schema(layer: str) -> type:
+    """Every knob any variant of `layer` declares, defaulting to None (= that variant's own default), so
+    `kernel_params.experts.<knob>=...` needs no `+` and a misspelt knob fails at composition."""
+    knobs = sorted({f.name for v in kernels.catalogue()[layer] for f in dataclasses.fields(v.params)})
+    return make_dataclass(f"{layer.title().replace('_', '')}Knobs", [(k, Optional[Any], None) for k in knobs])
+
+
+KernelParamsConf = make_dataclass(
+    "KernelParamsConf",
+    [(layer, (schema := _layer_params_schema(layer)), field(default_factory=schema)) for layer in kernels.LAYERS],
+)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 do (sharding, sequence lengths), before any run is opened. Every problem is one readable line."""
 from __future__ import annotations
 
+import dataclasses
+
 from omegaconf import DictConfig, OmegaConf
 
 import kernels
@@ -24,7 +26,7 @@ def validate(conf: PipelineConf) -> None:
         name = getattr(conf.kernel, layer)
         try:
             variant = kernels.get(layer, name)
-            variant.make_params(getattr(conf.kernel_params, layer))
+            variant.make_params(dataclasses.asdict(getattr(conf.kernel_params, layer)))
         except (kernels.UnknownVariantError, ValueError) as error:
             raise ConfigError(str(error)) from None
     unknown = [s for s in conf.stages if s not in STAGES]

@@ -68,22 +68,20 @@ def validate_position(
     expected: torch.Tensor, actual: torch.Tensor, tol_map: TolMap, divergence_tol: float, remove_shift: bool, position: int
 ) -> PositionResult:
     """One position's vocabulary logits [V] (float64 arithmetic)."""
-    expected, actual = expected.double(), actual.double()
     finite = torch.isfinite(expected) & torch.isfinite(actual)
-    expected_argmax, actual_argmax = int(expected.argmax()), int(actual.argmax())
-    e, a = expected[finite], actual[finite]
-    if remove_shift:
-        a = _remove_shift(a, e)
+    e, a = expected[finite].double(), actual[finite].double()
+    expected_argmax, actual_argmax = int(e.argmax()), int(a.argmax())
+    shifted = _remove_shift(a, e) if remove_shift else a
     errors, tolerated = {}, True
     for top_k, (atol, rtol) in tol_map.items():
         chosen = torch.arange(e.numel()) if top_k is None else torch.topk(e, min(top_k, e.numel())).indices
         scale = e[chosen].abs().max()
-        error = float((((a[chosen] - e[chosen]).abs() - atol) / scale).max())
+        error = float((((shifted[chosen] - e[chosen]).abs() - atol) / scale).max())
         error = round(error, _decimals(rtol))
         errors["top_all" if top_k is None else f"top_{top_k}"] = error
         tolerated &= error <= rtol
     diverged = expected_argmax != actual_argmax
-    gap = float((actual[actual_argmax] - actual[expected_argmax]).abs()) if diverged else None
+    gap = float((a[actual_argmax] - a[expected_argmax]).abs()) if diverged else None
     divergence_ok = not diverged or gap < divergence_tol
     return PositionResult(position, errors, tolerated, diverged, gap, tolerated and divergence_ok)
 

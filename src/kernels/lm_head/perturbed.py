@@ -1,6 +1,6 @@
-"""A test-only variant whose output is the baseline's with seeded relative noise.
+"""A test-only variant whose logits are the baseline's with seeded relative noise.
 
-It exists to prove that the accuracy stage can fail: a kernel that is almost right must not pass.
+It exists to prove that the accuracy stage can fail: a kernel whose output is almost right must not pass.
 """
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.experts.baseline import experts_reference
+from kernels.lm_head.baseline import lm_head_reference
 from kernels.registry import Variant, register
-from kernels.types import ExpertWeights
 
 
 @dataclass(frozen=True)
@@ -19,10 +18,8 @@ class PerturbedParams:
     seed: int = 0
 
 
-def perturbed_reference(
-    x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights, params: PerturbedParams
-) -> torch.Tensor:
-    out = experts_reference(x, affinities, index, weights)
+def perturbed_reference(x: torch.Tensor, weight: torch.Tensor, params: PerturbedParams) -> torch.Tensor:
+    out = lm_head_reference(x, weight)
     generator = torch.Generator().manual_seed(params.seed)
     noise = torch.randn(out.shape, generator=generator, dtype=torch.float32)
     return (out.float() * (1.0 + params.relative_noise * noise)).to(out.dtype)
@@ -30,9 +27,9 @@ def perturbed_reference(
 
 register(
     Variant(
-        layer="experts",
+        layer="lm_head",
         name="perturbed",
-        summary="test only: baseline output times (1 + noise); must fail the accuracy gate",
+        summary="test only: baseline logits times (1 + 5% noise); must fail the accuracy gate",
         reference=perturbed_reference,
         params=PerturbedParams,
         test_only=True,

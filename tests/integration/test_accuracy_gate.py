@@ -1,0 +1,41 @@
+"""The accuracy gate against references: TP degrees agree in bf16, and a slightly wrong kernel fails."""
+import pytest
+import torch
+
+from kernels.slots import KernelSet
+from model.generation import generate
+from model.qwen3_moe import Qwen3Moe
+from pipeline.evaluation.logit_validation import logit_validation
+from tests.models import checkpoint, contest_prompt_ids
+
+NEW_TOKENS = 12
+EOS = (151645, 151643)
+
+
+def gate(reference: Qwen3Moe, candidate: Qwen3Moe, ids) -> bool:
+    def run(model, prefix, new):
+        return generate(model, [list(prefix)], new, [128, 256, 640], keep_logits=True, suppress=EOS).logits
+
+    expected = run(reference, ids, NEW_TOKENS)
+    result = logit_validation(
+        torch.tensor([ids]), lambda x: run(candidate, x[0].tolist(), NEW_TOKENS - (x.shape[1] - len(ids))), expected
+    )
+    return result.passed
+
+
+@pytest.fixture(scope="module")
+def tiny_by_degree():
+    path = checkpoint("qwen3_moe_tiny")
+    return {d: Qwen3Moe.from_checkpoint(path, KernelSet.baseline(), d, torch.bfloat16) for d in (1, 2, 4)}
+
+
+@pytest.mark.parametrize("reference,candidate", [(1, 2), (1, 4), (2, 4)])
+@pytest.mark.parametrize("prompt", [0, 2, 3])
+def test_tp_degrees_pass_against_each_other(tiny_by_degree, reference, candidate, prompt):
+    assert gate(tiny_by_degree[reference], tiny_by_degree[candidate], contest_prompt_ids()[prompt])
+
+
+def test_perturbed_lm_head_fails_against_baseline(tiny_by_degree):
+    baseline = tiny_by_degree[1]
+    perturbed = baseline.with_kernels(KernelSet.from_choices({"lm_head": "perturbed"}))
+    assert not gate(baseline, perturbed, contest_prompt_ids()[0])

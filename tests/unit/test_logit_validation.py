@@ -1,0 +1,63 @@
+"""The reimplemented contest gate on synthetic logits, where every outcome is known."""
+import torch
+
+from pipeline.evaluation.logit_validation import CONTEST_TOL_MAP, logit_validation, validate_position
+
+V = 1000
+
+
+def logits(steps: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(steps, 1, V, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def replay(actual: torch.Tensor, prompt_len: int, calls: list):
+    """A generate_fn returning the positions of `actual` after the given prefix."""
+
+    def generate_fn(ids: torch.Tensor) -> torch.Tensor:
+        calls.append(ids.shape[1])
+        return actual[ids.shape[1] - prompt_len :]
+
+    return generate_fn
+
+
+def test_identical_logits_pass_in_one_call():
+    expected, calls = logits(6), []
+    result = logit_validation(torch.zeros(1, 3, dtype=torch.long), replay(expected.clone(), 3, calls), expected)
+    assert result.passed and len(result.positions) == 6 and calls == [3]
+    assert result.max_errors == {"top_all": 0.0, "top_1000": 0.0, "top_50": 0.0, "top_5": 0.0}
+
+
+def test_constant_shift_is_removed():
+    expected = logits(4)
+    result = logit_validation(torch.zeros(1, 2, dtype=torch.long), replay(expected + 7.5, 2, []), expected)
+    assert result.passed and result.max_errors["top_all"] == 0.0
+
+
+def test_large_error_fails():
+    expected = logits(4)
+    noisy = expected * (1 + 0.2 * torch.randn(expected.shape, generator=torch.Generator().manual_seed(1)))
+    result = logit_validation(torch.zeros(1, 2, dtype=torch.long), replay(noisy, 2, []), expected)
+    assert not result.passed
+    assert result.max_errors["top_all"] > CONTEST_TOL_MAP[None][1]
+
+
+def test_divergence_is_teacher_forced_and_judged_by_the_gap():
+    expected = logits(5)
+    top = expected[2, 0].topk(2).indices
+    expected[2, 0, top[1]] = expected[2, 0, top[0]] - 0.0002  # a near tie in the reference
+    flipped = expected.clone()
+    flipped[2, 0, top[1]] = expected[2, 0, top[0]] + 0.0002  # the candidate breaks it the other way
+    calls = []
+    result = logit_validation(torch.zeros(1, 4, dtype=torch.long), replay(flipped, 4, calls), expected)
+    assert result.passed and result.divergences == [2]
+    assert calls == [4, 7]  # regenerated from the prompt plus the expected tokens 0..2
+    wide = expected.clone()
+    wide[2, 0, top[1]] = expected[2, 0, top[0]] + 0.01  # a flip by more than the divergence tolerance
+    assert not logit_validation(torch.zeros(1, 4, dtype=torch.long), replay(wide, 4, []), expected).passed
+
+
+def test_minus_inf_entries_are_dropped():
+    expected = logits(1)[0, 0]
+    actual = expected.clone()
+    expected[5], actual[5] = -float("inf"), 123.0
+    assert validate_position(expected, actual, CONTEST_TOL_MAP, 0.001, True, 0).passed
