@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
@@ -27,6 +28,7 @@ class MlflowSweepCallback(Callback):
         self.parent_run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # the tracking keys interpolate ${hydra:...}
         tracking = config.tracking
         self.store = Store(tracking.uri, tracking.experiment, tracking.artifact_root)
         sweep_dir = Path(config.hydra.sweep.dir)

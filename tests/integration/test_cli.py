@@ -1,0 +1,94 @@
+"""`python -m pipeline` end to end: the default job, bad input, a crash, Ctrl-C."""
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import PROJECT, compose_config, tracking_overrides
+from tests.integration.cli import FAST, children, job_runs, pipeline_command, run_pipeline, runs
+
+STAGES = ["compile", "accuracy", "latency", "profile", "score"]
+
+
+def test_default_pipeline_runs_every_stage(tracking, tmp_path):
+    result = run_pipeline(FAST, tracking, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pipeline job: " in result.stdout and "MLflow:" in result.stdout
+    (job,) = job_runs(tracking)
+    assert job.info.status == "FINISHED"
+    metrics = job.data.metrics
+    assert metrics["accuracy.passed"] == 1.0
+    assert metrics["latency.e2e_p99_ms"] > 0 and metrics["latency.throughput_tok_s"] > 0
+    assert metrics["latency.ttft_ms"] > 0 and metrics["latency.tpot_ms"] > 0
+    assert metrics["score.contest"] == 1.0  # the baseline scored against itself
+    tags = job.data.tags
+    assert tags["kernels"] == "norm=baseline,attention=baseline,router=baseline,experts=baseline,lm_head=baseline"
+    assert len(tags["config_hash"]) == 16 and tags["platform"] == "cpu" and tags["git_commit"]
+    assert job.data.params["parallel.tp_degree"] == "1" and job.data.params["kernel.experts"] == "baseline"
+    stages = {r.info.run_name: r for r in children(tracking, job.info.run_id)}
+    assert sorted(stages) == sorted(STAGES)
+    assert all(r.info.status == "FINISHED" for r in stages.values())
+    artifacts = Path(tracking["artifact_root"]) / "pipeline"
+    files = {p.name for p in artifacts.rglob("*") if p.is_file()}
+    assert {"plan.json", "report.json", "latency.json", "trace.json", "top_ops.txt", "kernel_times.png",
+            "score.json", "resolved_config.yaml", "config.yaml", "overrides.yaml", "pipeline.log"} <= files
+
+
+def test_unknown_variant_is_one_line_and_opens_no_run(tracking, tmp_path):
+    result = run_pipeline(["kernel.experts=no_such_variant"], tracking, tmp_path)
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: kernel.experts=no_such_variant is not a registered variant; choose one of:")
+    assert "baseline" in lines[0] and "Traceback" not in result.stderr + result.stdout
+    assert not [r for r in runs(tracking) if r.info.status == "RUNNING"]
+
+
+def test_stage_crash_fails_the_run_and_keeps_artifacts(tracking, tmp_path, monkeypatch):
+    from pipeline.runner import JobFailed, prepare, run_job
+    from pipeline.stages import STAGES as REGISTRY
+
+    def explode(job):
+        raise RuntimeError("simulated kernel crash")
+
+    monkeypatch.setattr(REGISTRY["latency"], "run", explode)
+    out = tmp_path / "out"
+    out.mkdir()
+    overrides = [*FAST, *tracking_overrides(tracking)]
+    cfg = compose_config(overrides, out)
+    try:
+        run_job(cfg, prepare(cfg, out), overrides)
+    except JobFailed as error:
+        assert "simulated kernel crash" in str(error)
+    else:
+        raise AssertionError("a crashing stage must fail the job")
+    (job,) = job_runs(tracking)
+    assert job.info.status == "FAILED"
+    stages = {r.info.run_name: r.info.status for r in children(tracking, job.info.run_id)}
+    assert stages == {"compile": "FINISHED", "accuracy": "FINISHED", "latency": "FAILED"}
+    assert "simulated kernel crash" in (out / "latency" / "traceback.txt").read_text()
+    logged = {p.name for p in Path(tracking["artifact_root"]).rglob("*") if p.is_file()}
+    assert {"traceback.txt", "plan.json", "report.json"} <= logged
+
+
+def test_ctrl_c_marks_the_run_killed_and_keeps_artifacts(tracking, tmp_path):
+    args = ["latency.runs=200", "latency.warmup=0", "workload.max_new_tokens=4", "stages=[compile,accuracy,latency]"]
+    process = subprocess.Popen(
+        pipeline_command(args, tracking, tmp_path), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    for line in process.stdout:
+        if "stage latency: started" in line or time.monotonic() > deadline:
+            break
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output[-2000:]
+    assert "interrupted" in output
+    (job,) = job_runs(tracking)
+    assert job.info.status == "KILLED"
+    stages = {r.info.run_name: r.info.status for r in children(tracking, job.info.run_id)}
+    assert stages == {"compile": "FINISHED", "accuracy": "FINISHED", "latency": "KILLED"}
+    logged = {p.name for p in Path(tracking["artifact_root"]).rglob("*") if p.is_file()}
+    assert {"plan.json", "report.json", "pipeline.log"} <= logged

@@ -1,0 +1,21 @@
+"""Hydra multiruns: a 2x2 sweep lands as four FINISHED job runs under one FINISHED parent run."""
+import pytest
+
+from tests.integration.cli import children, job_runs, run_pipeline, runs
+
+SWEEP = ["-m", "kernel.lm_head=baseline,perturbed", "parallel.tp_degree=1,2", "stages=[compile,accuracy]",
+         "workload.max_new_tokens=4"]
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
+                         ids=["basic", "joblib"])
+def test_two_by_two_sweep(tracking, tmp_path, launcher):
+    result = run_pipeline([*SWEEP, *launcher], tracking, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (parent,) = [r for r in runs(tracking) if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FINISHED"
+    jobs = children(tracking, parent.info.run_id)
+    assert len(jobs) == 4 and len(job_runs(tracking)) == 4
+    assert all(j.info.status == "FINISHED" for j in jobs)
+    combos = {(j.data.tags["kernel.lm_head"], j.data.tags["tp_degree"]): j.data.metrics["accuracy.passed"] for j in jobs}
+    assert combos == {("baseline", "1"): 1.0, ("baseline", "2"): 1.0, ("perturbed", "1"): 0.0, ("perturbed", "2"): 0.0}
