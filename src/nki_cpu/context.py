@@ -10,7 +10,7 @@ import numpy as np
 
 from .memory import MemoryTracker
 from .targets import Target, resolve_target
-from .trace import Instruction, Trace
+from .trace import Trace
 
 
 class Launch:
@@ -24,7 +24,7 @@ class Launch:
         self.trace = Trace(kernel=kernel_name, target=target.name, grid=grid,
                            sbuf_capacity_bytes=target.sbuf_bytes_per_partition,
                            psum_capacity_bytes=target.psum_bytes_per_partition)
-        self._instructions = self.trace.instructions
+        self._raw = self.trace.raw_instructions
         # Per-lane accumulator registers, separate for ScalarE and VectorE (ISA docstrings).
         self.scalar_accumulator = np.zeros(target.pmax, dtype=np.float32)
         self.vector_accumulator = np.zeros(target.pmax, dtype=np.float32)
@@ -38,9 +38,8 @@ class Launch:
 
     def record(self, op: str, engine: str, site: tuple[str, int], operands: tuple, reads: tuple, writes: tuple,
                attrs: dict, dma_bytes: int = 0, macs: int = 0) -> None:
-        instructions = self._instructions
-        instructions.append(Instruction(len(instructions), op, engine, operands, reads, writes, dma_bytes, macs,
-                                        attrs, site, self.program_id))
+        raw = self._raw
+        raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
 
     def finish(self) -> Trace:
         self.trace.peak_sbuf_bytes = self.memory.peak["sbuf"]

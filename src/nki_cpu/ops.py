@@ -2,8 +2,10 @@
 
 One `Op` object per NKI name (`nl.add`, `nl.exp`, ...). An op may be an ALU operator (binary
 or unary, VectorE/GpSimd/ScalarE arithmetic), an activation function (ScalarE), or both
-(`nl.abs`, `nl.square`, `nl.rsqrt`, ...). Everything computes on fp32 arrays; bitvec operators
-work on the raw integers. Calling an op (`nl.add(x, y)`) is the NKI 0.3 convenience layer,
+(`nl.abs`, `nl.square`, `nl.rsqrt`, ...). Everything computes on fp32 arrays (fp32 in, fp32 out:
+plain ufuncs where NumPy already keeps fp32); bitvec operators work on the raw integers.
+Floating-point warnings are silenced for the whole launch (runtime), as hardware lets inf/NaN
+flow. Calling an op (`nl.add(x, y)`) is the NKI 0.3 convenience layer,
 implemented in `language_ops`.
 
 Activation functions are exact NumPy formulas, not the hardware's piecewise polynomials: results
@@ -45,8 +47,7 @@ class Op:
 
 
 def _sigmoid(x):
-    with np.errstate(over="ignore"):
-        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
 def _erf(x):
@@ -94,20 +95,12 @@ def _softplus(x):
     return np.logaddexp(np.float32(0.0), x).astype(np.float32)
 
 
-def _quiet(fn):
-    """NumPy math with the hardware's attitude: no warnings, inf/NaN flow through."""
-    def wrapped(*args):
-        with np.errstate(all="ignore"):
-            return fn(*args)
-    return wrapped
-
-
 def _f32(fn):
-    return _quiet(lambda *args: np.asarray(fn(*args), dtype=np.float32))
+    return lambda *args: np.asarray(fn(*args), dtype=np.float32)
 
 
 def _compare(fn):
-    return _quiet(lambda a, b: fn(a, b).astype(np.float32))
+    return lambda a, b: fn(a, b).astype(np.float32)
 
 
 _relu = _f32(lambda x: np.maximum(x, np.float32(0.0)))
@@ -120,13 +113,13 @@ _NEG_INF, _POS_INF = -np.inf, np.inf
 
 _OPS = [
     # arithmetic binary ALU ops (fp32)
-    Op("add", binary=_f32(np.add), reduce_identity=0.0),
-    Op("subtract", binary=_f32(np.subtract)),
-    Op("multiply", binary=_f32(np.multiply), reduce_identity=1.0),
-    Op("maximum", binary=_f32(np.maximum), reduce_identity=_NEG_INF),
-    Op("minimum", binary=_f32(np.minimum), reduce_identity=_POS_INF),
-    Op("divide", binary=_f32(np.divide), hardware_note="nl.divide is unsupported on hardware; use reciprocal and multiply"),
-    Op("power", binary=_f32(np.power)),
+    Op("add", binary=np.add, reduce_identity=0.0),
+    Op("subtract", binary=np.subtract),
+    Op("multiply", binary=np.multiply, reduce_identity=1.0),
+    Op("maximum", binary=np.maximum, reduce_identity=_NEG_INF),
+    Op("minimum", binary=np.minimum, reduce_identity=_POS_INF),
+    Op("divide", binary=np.divide, hardware_note="nl.divide is unsupported on hardware; use reciprocal and multiply"),
+    Op("power", binary=np.power),
     Op("abs_max", binary=_f32(lambda a, b: np.maximum(np.abs(a), np.abs(b))), reduce_identity=0.0),
     Op("abs_min", binary=_f32(lambda a, b: np.minimum(np.abs(a), np.abs(b))), reduce_identity=_POS_INF),
     Op("equal", binary=_compare(np.equal)),
@@ -166,17 +159,17 @@ _OPS = [
     Op("arctan", activation=_f32(np.arctan)),
     Op("tanh", activation=_f32(np.tanh)),
     Op("sign", activation=_f32(np.sign)),
-    Op("sigmoid", activation=_quiet(_sigmoid)),
-    Op("silu", activation=_quiet(_silu)),
-    Op("silu_dx", activation=_quiet(_silu_dx)),
-    Op("gelu", activation=_quiet(_gelu)),
-    Op("gelu_dx", activation=_quiet(_gelu_dx)),
-    Op("gelu_apprx_tanh", activation=_quiet(_gelu_tanh)),
-    Op("gelu_apprx_sigmoid", activation=_quiet(_gelu_sigmoid)),
-    Op("gelu_apprx_sigmoid_dx", activation=_quiet(_gelu_sigmoid_dx)),
-    Op("softplus", activation=_quiet(_softplus)),
-    Op("mish", activation=_quiet(lambda x: (x * np.tanh(_softplus(x))).astype(np.float32))),
-    Op("erf", activation=_quiet(_erf)),
+    Op("sigmoid", activation=_sigmoid),
+    Op("silu", activation=_silu),
+    Op("silu_dx", activation=_silu_dx),
+    Op("gelu", activation=_gelu),
+    Op("gelu_dx", activation=_gelu_dx),
+    Op("gelu_apprx_tanh", activation=_gelu_tanh),
+    Op("gelu_apprx_sigmoid", activation=_gelu_sigmoid),
+    Op("gelu_apprx_sigmoid_dx", activation=_gelu_sigmoid_dx),
+    Op("softplus", activation=_softplus),
+    Op("mish", activation=lambda x: (x * np.tanh(_softplus(x))).astype(np.float32)),
+    Op("erf", activation=_erf),
     Op("erf_dx", activation=_f32(lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x))),
 ]
 

@@ -102,6 +102,8 @@ def recording() -> Iterator[list[Trace]]:
 def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], target) -> KernelRun:
     run = context.Launch(resolve_target(target), getattr(func, "__name__", "kernel"), grid)
     context.push(run)
+    quiet = np.errstate(all="ignore")   # hardware lets inf/NaN flow; so do we, silently
+    quiet.__enter__()
     try:
         wrapped = _Arguments(run, args, kwargs, func)
         result = None
@@ -113,6 +115,7 @@ def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], tar
         outputs = wrapped.convert_outputs(result)
         wrapped.write_back()
     finally:
+        quiet.__exit__(None, None, None)
         context.pop(run)
     trace = run.finish()
     for traces in _recorders:

@@ -58,7 +58,7 @@ class NkiTensor:
     """A tensor or a view of one, in HBM, SBUF or PSUM."""
 
     __slots__ = ("alloc", "dtype", "shape", "strides", "offset", "indirect", "name", "_np", "_layout",
-                 "_operands", "__weakref__")
+                 "_operands", "_region", "_tile", "__weakref__")
 
     def __init__(self, alloc: Allocation, dtype: NkiDtype, shape: tuple, strides: tuple, offset: int,
                  indirect: Indirect | None = None, name: str = ""):
@@ -72,6 +72,8 @@ class NkiTensor:
         self._np = None
         self._layout = None
         self._operands = None
+        self._region = None
+        self._tile = None
 
     # ----- properties kernels read -------------------------------------------------------
     @property
@@ -97,7 +99,9 @@ class NkiTensor:
 
     @property
     def elems_per_partition(self) -> int:
-        return _product(self.shape[1:]) if self.on_chip else _product(self.shape)
+        """On chip: elements per partition; HBM: all elements."""
+        layout = self._layout
+        return layout.free_elems if layout is not None else self.layout().free_elems
 
     def __repr__(self) -> str:
         return f"NkiTensor({self.name or 'tensor'}, shape={self.shape}, dtype={self.dtype.name}, buffer={self.buffer.name})"
@@ -282,9 +286,24 @@ class NkiTensor:
             self._np = view
         return view
 
+    def tile_view(self) -> np.ndarray | None:
+        """[P, F] view (HBM: [1, N]) sharing memory, or None when the free dims do not merge."""
+        flat = self._tile
+        if flat is None:
+            shape = (self.shape[0], -1) if self.alloc.kind != "hbm" else (1, -1)
+            try:
+                flat = np.reshape(self.np(), shape, copy=False)
+            except ValueError:
+                flat = False
+            self._tile = flat
+        return flat if flat is not False else None
+
     def region(self) -> Region:
-        layout = self.layout()
-        return Region(self.alloc.kind, self.alloc.id, layout.partitions, layout.byte_range)
+        found = self._region
+        if found is None:
+            layout = self.layout()
+            found = self._region = Region(self.alloc.kind, self.alloc.id, layout.partitions, layout.byte_range)
+        return found
 
     def operand(self, role: str) -> Operand:
         cache = self._operands

@@ -93,17 +93,28 @@ class Instruction:
 
 @dataclass
 class Trace:
+    """All instructions of one launch. The interpreter appends raw field tuples (cheap) through
+    `append_raw`; `instructions` turns them into Instruction objects on first access."""
+
     kernel: str
     target: str
     grid: tuple[int, ...] = ()
-    instructions: list[Instruction] = field(default_factory=list)
+    raw_instructions: list = field(default_factory=list, repr=False)
     peak_sbuf_bytes: int = 0           # per partition
     peak_psum_bytes: int = 0           # per partition (bank-rounded)
     sbuf_capacity_bytes: int = 0       # per partition, usable
     psum_capacity_bytes: int = 0       # per partition
+    _built: list = field(default_factory=list, repr=False)
+
+    @property
+    def instructions(self) -> list[Instruction]:
+        raw, built = self.raw_instructions, self._built
+        if len(built) < len(raw):
+            built.extend(Instruction(*fields) for fields in raw[len(built):])
+        return built
 
     def __len__(self) -> int:
-        return len(self.instructions)
+        return len(self.raw_instructions)
 
     def count_by_engine(self) -> dict[str, int]:
         return dict(Counter(ins.engine for ins in self.instructions))
@@ -141,7 +152,7 @@ class Trace:
         body = json.loads(text)
         return cls(
             kernel=body["kernel"], target=body["target"], grid=tuple(body["grid"]),
-            instructions=[_instruction_from_dict(d) for d in body["instructions"]],
+            raw_instructions=[_fields_from_dict(d) for d in body["instructions"]],
             peak_sbuf_bytes=body["peak_sbuf_bytes"], peak_psum_bytes=body["peak_psum_bytes"],
             sbuf_capacity_bytes=body["sbuf_capacity_bytes"], psum_capacity_bytes=body["psum_capacity_bytes"],
         )
@@ -155,12 +166,9 @@ def _operand_from_dict(d: dict) -> Operand:
     return Operand(**{**d, "shape": tuple(d["shape"])})
 
 
-def _instruction_from_dict(d: dict) -> Instruction:
-    return Instruction(
-        seq=d["seq"], op=d["op"], engine=d["engine"],
-        operands=tuple(_operand_from_dict(o) for o in d["operands"]),
-        reads=tuple(_region_from_dict(r) for r in d["reads"]),
-        writes=tuple(_region_from_dict(r) for r in d["writes"]),
-        dma_bytes=d["dma_bytes"], macs=d["macs"], attrs=d["attrs"],
-        source=tuple(d["source"]), program_id=tuple(d["program_id"]),
+def _fields_from_dict(d: dict) -> tuple:
+    return (
+        d["seq"], d["op"], d["engine"], tuple(_operand_from_dict(o) for o in d["operands"]),
+        tuple(_region_from_dict(r) for r in d["reads"]), tuple(_region_from_dict(r) for r in d["writes"]),
+        d["dma_bytes"], d["macs"], d["attrs"], tuple(d["source"]), tuple(d["program_id"]),
     )

@@ -34,7 +34,7 @@ FORBIDDEN_BUFFERS = {
 
 def pick_engine(requested, default: str) -> str:
     """An explicit engine= wins; engine.unknown (or None) means the instruction's documented default."""
-    if requested is None or requested == Engine.unknown:
+    if not requested:                      # None or engine.unknown (0)
         return default
     name = ENGINE_NAMES.get(requested)
     if name is None:
@@ -51,14 +51,20 @@ def resolve(t) -> NkiTensor:
 
 def check_buffers(instr: str, engine: str, site, operands: dict) -> None:
     """Engine access rules and, for compute engines, the start-partition (quadrant) rule."""
-    forbidden = FORBIDDEN_BUFFERS.get(engine, {})
-    compute = engine in ("vector", "scalar", "gpsimd")
+    forbidden = FORBIDDEN_BUFFERS.get(engine, _NOTHING)
+    compute = engine in _COMPUTE_ENGINES
     for role, t in operands.items():
         kind = t.alloc.kind
         if kind in forbidden:
             fail(instr, forbidden[kind], f"{role} in {kind.upper()} on the {engine} engine", site)
         if compute:
-            check_start_partition(instr, site, role, t)
+            layout = t._layout or t.layout()
+            if layout.partitions[0]:
+                check_start_partition(instr, site, role, t)
+
+
+_NOTHING: dict = {}
+_COMPUTE_ENGINES = frozenset(("vector", "scalar", "gpsimd"))
 
 
 def check_start_partition(instr: str, site, role: str, t: NkiTensor) -> None:
@@ -98,24 +104,49 @@ def check_op(instr: str, site, op, role: str, *, binary: bool = False, unary: bo
 
 
 def tile(t: NkiTensor) -> np.ndarray:
-    """Storage values as [P, F] (HBM: [1, N])."""
-    view = t.np()
-    if t.alloc.kind == "hbm":
-        return view.reshape(1, -1)
-    return view.reshape(t.shape[0], -1)
+    """Storage values as [P, F] (HBM: [1, N]); a view when possible, else a copy."""
+    view = t._tile
+    if view is None or view is False:
+        view = t.tile_view()
+        if view is None:
+            return t.np().reshape((t.shape[0], -1) if t.alloc.kind != "hbm" else (1, -1))
+    return view
 
 
 def tile_f32(t: NkiTensor) -> np.ndarray:
-    return to_f32(tile(t), t.dtype)
+    values = tile(t)
+    return values if values.dtype is _F32 else to_f32(values, t.dtype)
 
 
 def write(t: NkiTensor, values: np.ndarray) -> None:
     """Round once to t.dtype (RNE, integer saturation) and store through the view."""
-    view = t.np()
     dtype = t.dtype
     if values.dtype != dtype.storage or dtype.name == "tfloat32":
         values = cast(values, dtype)
-    view[...] = values.reshape(view.shape)
+    target = t._tile
+    if target is None:
+        target = t.tile_view()
+    if target is not None and target is not False and (values.ndim < 2 or values.shape == target.shape):
+        target[...] = values
+    else:
+        view = t.np()
+        view[...] = values.reshape(view.shape) if values.size == view.size else values
+
+
+_F32 = np.dtype(np.float32)
+
+
+def compute_into(t: NkiTensor, ufunc, a: np.ndarray, b) -> bool:
+    """Fast path: an fp32 destination with a [P, F] view receives a ufunc's result directly."""
+    if t.dtype.storage is not _F32 or type(ufunc) is not np.ufunc:
+        return False
+    target = t._tile
+    if target is None:
+        target = t.tile_view()
+    if target is None or target is False or target.shape != a.shape:
+        return False
+    ufunc(a, b, out=target)
+    return True
 
 
 def write_bits(t: NkiTensor, values: np.ndarray) -> None:
@@ -145,21 +176,20 @@ def scalar_operand(instr: str, site, value, partitions: int, role: str, operands
 def record(launch: Launch, op: str, engine: str, site, writes: dict, reads: dict, attrs: dict, *,
            dma_bytes: int = 0, macs: int = 0, read_back: tuple = ()) -> None:
     """Append the instruction to the trace; `read_back` lists written roles that are also read."""
-    operands = tuple(t.operand(role) for role, t in writes.items()) + \
-        tuple(t.operand(role) for role, t in reads.items())
-    write_regions = tuple(region(t) for t in writes.values())
-    read_regions = tuple(region(t) for t in reads.values()) + tuple(region(writes[r]) for r in read_back)
-    launch.record(op, engine, site, operands, read_regions, write_regions, attrs, dma_bytes, macs)
+    operands, write_regions, read_regions = [], [], []
+    for role, t in writes.items():
+        operands.append(t.operand(role))
+        write_regions.append(t._region or t.region())
+    for role, t in reads.items():
+        operands.append(t.operand(role))
+        read_regions.append(t._region or t.region())
+    for role in read_back:
+        read_regions.append(writes[role].region())
+    launch.record(op, engine, site, tuple(operands), tuple(read_regions), tuple(write_regions), attrs, dma_bytes, macs)
 
 
 def region(t: NkiTensor) -> Region:
-    cache = t._operands
-    if cache is None:
-        cache = t._operands = {}
-    found = cache.get(None)
-    if found is None:
-        found = cache[None] = t.region()
-    return found
+    return t._region or t.region()
 
 
 def accumulate(registers: np.ndarray, lanes: slice, cmd, reduced: np.ndarray, combine, init: float) -> np.ndarray:
@@ -183,7 +213,7 @@ def lanes_of(t: NkiTensor) -> slice:
 
 def attrs_of(name, engine, **values) -> dict:
     """Trace attrs: the given options (None dropped), the requested engine and the name= label."""
-    attrs = {k: v for k, v in values.items() if v is not None}
+    attrs = values if None not in values.values() else {k: v for k, v in values.items() if v is not None}
     if engine is not None and engine != Engine.unknown:
         attrs["engine_requested"] = Engine(engine).name
     if name:

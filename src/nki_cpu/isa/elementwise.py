@@ -13,8 +13,8 @@ from ..checks import fail, kernel_site, usage
 from ..context import current
 from ..dtypes import convert
 from ..tensor import NkiTensor
-from .common import (accumulate, attrs_of as _attrs, check_buffers, check_op, check_same_elements, lanes_of, pick_engine, record,
-                     resolve, scalar_operand, tile, tile_f32, write, write_bits)
+from .common import (accumulate, attrs_of as _attrs, check_buffers, check_op, check_same_elements, compute_into,
+                     lanes_of, pick_engine, record, resolve, scalar_operand, tile, tile_f32, write, write_bits)
 from .enums import engine as Engine
 from .enums import reduce_cmd as ReduceCmd
 
@@ -24,8 +24,8 @@ _INT_EXACT = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply, "
 _INT32_NAMES = ("int32", "uint32")
 
 
-def _ints(*tensors) -> bool:
-    return all(t.dtype.name in _INT32_NAMES for t in tensors)
+def _ints(dst, a, b) -> bool:
+    return dst.dtype.name in _INT32_NAMES and a.dtype.name in _INT32_NAMES and b.dtype.name in _INT32_NAMES
 
 
 def _apply_binary(op, a, b, reverse=False):
@@ -37,8 +37,8 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
     alu = check_op("tensor_tensor", site, op, "op", binary=True)
     dst, data1, data2 = resolve(dst), resolve(data1), resolve(data2)
     operands = {"dst": dst, "data1": data1, "data2": data2}
-    any_psum = any(t.alloc.kind == "psum" for t in operands.values())
-    integer = _ints(dst, data1, data2) and alu.name in _INT_EXACT
+    integer = alu.name in _INT_EXACT and _ints(dst, data1, data2)
+    any_psum = dst.alloc.kind == "psum" or data1.alloc.kind == "psum" or data2.alloc.kind == "psum"
     default = "gpsimd" if alu.name == "power" or (integer and not any_psum) else "vector"
     eng = pick_engine(engine, default)
     check_buffers("tensor_tensor", eng, site, operands)
@@ -51,7 +51,9 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
     elif integer:
         write(dst, _INT_EXACT[alu.name](tile(data1).astype(np.int64), tile(data2).astype(np.int64)))
     else:
-        write(dst, alu.binary(tile_f32(data1), tile_f32(data2)))
+        a, b = tile_f32(data1), tile_f32(data2)
+        if not compute_into(dst, alu.binary, a, b):
+            write(dst, alu.binary(a, b))
     record(launch, "tensor_tensor", eng, site, {"dst": dst}, {"data1": data1, "data2": data2},
            _attrs(name, engine, op=alu.name))
 
