@@ -149,6 +149,13 @@ def compute_into(t: NkiTensor, ufunc, a: np.ndarray, b) -> bool:
     return True
 
 
+def bits(t: NkiTensor) -> np.ndarray:
+    """Integer operands as their unsigned bit patterns (uint64), so shifts are logical."""
+    values = tile(t)
+    unsigned = np.dtype(f"u{values.dtype.itemsize}")
+    return values.view(unsigned).astype(np.uint64)
+
+
 def write_bits(t: NkiTensor, values: np.ndarray) -> None:
     """Store integer results keeping their low bits (bitvec semantics)."""
     view = t.np()

@@ -13,7 +13,7 @@ from ..checks import fail, kernel_site, usage
 from ..context import current
 from ..dtypes import convert
 from ..tensor import NkiTensor
-from .common import (accumulate, attrs_of as _attrs, check_buffers, check_op, check_same_elements, compute_into,
+from .common import (accumulate, attrs_of as _attrs, bits, check_buffers, check_op, check_same_elements, compute_into,
                      lanes_of, pick_engine, record, resolve, scalar_operand, tile, tile_f32, write, write_bits)
 from .enums import engine as Engine
 from .enums import reduce_cmd as ReduceCmd
@@ -47,7 +47,7 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
     check_same_elements("tensor_tensor", site, "dst", dst, {"data1": data1, "data2": data2})
     if alu.bitvec:
         _require_ints("tensor_tensor", site, alu, operands)
-        write_bits(dst, alu.binary(tile(data1).astype(np.int64), tile(data2).astype(np.int64)))
+        write_bits(dst, alu.binary(bits(data1), bits(data2)))
     elif integer:
         write(dst, _INT_EXACT[alu.name](tile(data1).astype(np.int64), tile(data2).astype(np.int64)))
     else:
@@ -80,7 +80,7 @@ def tensor_scalar(dst, data, op0, operand0=None, reverse0=False, op1=None, opera
     reads = {"data": data}
     if first.bitvec:
         _require_ints("tensor_scalar", site, first, operands)
-        result = tile(data).astype(np.int64)
+        result = bits(data)
         for op, value, reverse, role in ((first, operand0, reverse0, "operand0"), (second, operand1, reverse1, "operand1")):
             if op is not None:
                 result = _bitvec_step(op, result, _int_operand(value, parts, role, reads), reverse)
@@ -212,10 +212,10 @@ def _int_operand(value, parts, role, reads):
     if isinstance(value, NkiTensor):
         t = resolve(value)
         reads[role] = t
-        return tile(t).astype(np.int64)
+        return bits(t)
     if value is None:
         usage("tensor_scalar", f"{role} is required for a binary bitvec operator")
-    return np.int64(value)
+    return np.uint64(int(value) & 0xFFFFFFFFFFFFFFFF)
 
 
 def _bitvec_step(op, values, operand, reverse):

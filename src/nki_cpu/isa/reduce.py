@@ -10,7 +10,7 @@ import numpy as np
 
 from ..checks import fail, kernel_site
 from ..context import current
-from .common import (accumulate, attrs_of, check_buffers, check_op, check_same_elements, lanes_of, record,
+from .common import (accumulate, attrs_of, bits, check_buffers, check_op, check_same_elements, lanes_of, record,
                      resolve, scalar_operand, tile, tile_f32, write, write_bits)
 from .enums import reduce_cmd as ReduceCmd
 
@@ -42,7 +42,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
         fail("tensor_reduce", "dst must hold one value per kept element", f"dst {dst.shape} for data {data.shape} "
              f"reduced over {tuple(axes)}", site)
     if alu.bitvec:
-        write_bits(dst, ufunc.reduce(tile(data).reshape(parts, kept, reduced).astype(np.int64), axis=2))
+        write_bits(dst, ufunc.reduce(bits(data).reshape(parts, kept, reduced), axis=2))
     else:
         result = ufunc.reduce(tile_f32(data).reshape(parts, kept, reduced), axis=2, dtype=np.float32)
         write(dst, -result if negate else result)
@@ -59,7 +59,7 @@ def tensor_partition_reduce(dst, op, data, name=None):
         fail("tensor_partition_reduce", "dst must be one partition with data's free size",
              f"dst {dst.shape} for data {data.shape}", site)
     if alu.bitvec:
-        write_bits(dst, ufunc.reduce(tile(data).astype(np.int64), axis=0, keepdims=True))
+        write_bits(dst, ufunc.reduce(bits(data), axis=0, keepdims=True))
     else:
         write(dst, ufunc.reduce(tile_f32(data), axis=0, keepdims=True, dtype=np.float32))
     record(launch, "tensor_partition_reduce", "gpsimd", site, {"dst": dst}, {"data": data}, attrs_of(name, None, op=alu.name))
