@@ -58,7 +58,7 @@ class NkiTensor:
     """A tensor or a view of one, in HBM, SBUF or PSUM."""
 
     __slots__ = ("alloc", "dtype", "shape", "strides", "offset", "indirect", "name", "_np", "_layout",
-                 "_operands", "_region", "_tile", "__weakref__")
+                 "_operands", "_region", "_tile", "via", "__weakref__")
 
     def __init__(self, alloc: Allocation, dtype: NkiDtype, shape: tuple, strides: tuple, offset: int,
                  indirect: Indirect | None = None, name: str = ""):
@@ -74,6 +74,7 @@ class NkiTensor:
         self._operands = None
         self._region = None
         self._tile = None
+        self.via = None          # the index tensor / register a scalar_offset view was resolved through
 
     # ----- properties kernels read -------------------------------------------------------
     @property
@@ -262,7 +263,7 @@ class NkiTensor:
                     hi += (size - 1) * stride
                 else:
                     lo += (size - 1) * stride
-        if lo < 0 or hi >= limit:
+        if (lo < 0 or hi >= limit) and self.indirect is None:
             raise NkiIndexError(f"view {self.shape} at offset {self.offset} with strides {self.strides} leaves "
                                 f"{self.name or 'tensor'} {self.alloc.shape} {self.alloc.dtype.name} "
                                 f"(kernel {_where()})")
@@ -315,7 +316,8 @@ class NkiTensor:
             partitions = self.shape[0] if self.alloc.kind != "hbm" else 1
             found = Operand(role, self.shape, self.dtype.name, self.alloc.kind, partitions, layout.free_elems,
                             layout.inner_stride_bytes, layout.contiguous,
-                            partitions * layout.free_elems * self.dtype.itemsize, self.indirect is not None)
+                            partitions * layout.free_elems * self.dtype.itemsize,
+                            self.indirect is not None or self.via is not None)
             cache[role] = found
         return found
 
@@ -379,12 +381,19 @@ def concrete(t: NkiTensor) -> NkiTensor:
         raise NkiUnsupportedError("vector_offset outside DMA instructions")
     shifted = t.offset + register_value(indirect.index) * indirect.row_stride
     resolved = NkiTensor(t.alloc, t.dtype, t.shape, t.strides, shifted, None, t.name)
+    resolved.via = indirect.index
     try:
         resolved.layout()
     except NkiIndexError:
         fail("indirect access", "scalar_offset must stay inside the tensor",
              f"offset {shifted} for view {t.shape} of {t.alloc.shape}")
     return resolved
+
+
+def index_tensor(t: NkiTensor) -> NkiTensor | None:
+    """The SBUF index tensor behind an indirect view (None for registers and static views)."""
+    index = t.indirect.index if t.indirect is not None else t.via
+    return concrete(index) if isinstance(index, NkiTensor) else None
 
 
 def gather_indices(t: NkiTensor) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from ..checks import fail, usage
 from ..context import Launch
 from ..dtypes import cast, float32, to_f32
 from ..ops import Op
-from ..tensor import NkiTensor, concrete
+from ..tensor import NkiTensor, concrete, index_tensor
 from ..trace import Region
 from .enums import engine as Engine
 
@@ -192,7 +192,17 @@ def record(launch: Launch, op: str, engine: str, site, writes: dict, reads: dict
         read_regions.append(t._region or t.region())
     for role in read_back:
         read_regions.append(writes[role].region())
+    for t in [*writes.values(), *reads.values()]:
+        if t.via is not None:
+            _add_index_read(t, operands, read_regions)
     launch.record(op, engine, site, tuple(operands), tuple(read_regions), tuple(write_regions), attrs, dma_bytes, macs)
+
+
+def _add_index_read(t: NkiTensor, operands: list, read_regions: list) -> None:
+    index = index_tensor(t)
+    if index is not None:
+        operands.append(index.operand("index"))
+        read_regions.append(index.region())
 
 
 def region(t: NkiTensor) -> Region:

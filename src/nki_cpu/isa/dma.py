@@ -14,7 +14,7 @@ from ..checks import fail, kernel_site, usage
 from ..context import current
 from ..dtypes import convert, float32, to_f32
 from ..ops import Op
-from ..tensor import NkiTensor, gather_indices, indirect_region
+from ..tensor import NkiTensor, gather_indices, index_tensor, indirect_region
 from .common import FORBIDDEN_BUFFERS, attrs_of, region, resolve
 from .enums import dge_mode as DgeMode
 from .enums import engine as Engine
@@ -69,8 +69,9 @@ class _Side:
 
     def operands(self):
         out = [(self.role, self.tensor)]
-        if self.tensor.indirect is not None:
-            out.append(("index", resolve(self.tensor.indirect.index)))
+        index = index_tensor(self.tensor)
+        if index is not None:
+            out.append(("index", index))
         return out
 
 
@@ -82,7 +83,7 @@ def _check_sides(instr, site, sides, dge, dtype_pair):
     for side in sides:
         if side.kind() in FORBIDDEN_BUFFERS["dma"]:
             fail(instr, FORBIDDEN_BUFFERS["dma"][side.kind()], f"{side.role} in PSUM", site)
-    indirect = any(side.tensor.indirect is not None for side in sides)
+    indirect = any(side.tensor.indirect is not None or side.tensor.via is not None for side in sides)
     if dge == DgeMode.hwdge:
         if indirect:
             fail(instr, "hardware DGE has no indirect (vector_offset/scalar_offset) DMA; use swdge",
