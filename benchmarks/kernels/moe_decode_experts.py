@@ -73,6 +73,24 @@ def moe_decode_experts_kernel(hidden, gate_up_weights, down_weights, expert_inde
     return out
 
 
+def make_moe_inputs(experts, hidden, intermediate, top_k, seed=0):
+    """bf16 torch inputs. Only the selected experts get random weights (the others stay zero),
+    which keeps real shapes cheap to build and makes a wrong gather visible."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    selected = torch.randperm(experts, generator=gen)[:top_k]
+    gate_up = torch.zeros((experts, hidden, 2 * intermediate), dtype=torch.bfloat16)
+    down = torch.zeros((experts, intermediate, hidden), dtype=torch.bfloat16)
+    for e in selected.tolist():
+        gate_up[e] = (torch.randn((hidden, 2 * intermediate), generator=gen) / hidden ** 0.5).bfloat16()
+        down[e] = (torch.randn((intermediate, hidden), generator=gen) / intermediate ** 0.5).bfloat16()
+    x = torch.randn((1, hidden), generator=gen).bfloat16()
+    index = selected.to(torch.int32).reshape(1, top_k)
+    affinity = torch.softmax(torch.randn((1, top_k), generator=gen), dim=-1)
+    return x, gate_up, down, index, affinity
+
+
 def moe_decode_experts_torch_ref(hidden, gate_up_weights, down_weights, expert_index, expert_affinity):
     """The same computation in torch (fp32 math on the given weights), returned in hidden's dtype."""
     import torch

@@ -2,7 +2,6 @@
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,28 +11,12 @@ from conftest import max_rel_error
 KERNEL = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "kernels", "moe_decode_experts.py")
 
 
-def make_inputs(experts, hidden, intermediate, top_k, seed=0):
-    """bf16 torch inputs; only the selected experts get random weights (the rest stay zero), which
-    keeps real shapes cheap and makes a wrong gather visible."""
-    gen = torch.Generator().manual_seed(seed)
-    selected = torch.randperm(experts, generator=gen)[:top_k]
-    gate_up = torch.zeros((experts, hidden, 2 * intermediate), dtype=torch.bfloat16)
-    down = torch.zeros((experts, intermediate, hidden), dtype=torch.bfloat16)
-    for e in selected.tolist():
-        gate_up[e] = (torch.randn((hidden, 2 * intermediate), generator=gen) / hidden ** 0.5).bfloat16()
-        down[e] = (torch.randn((intermediate, hidden), generator=gen) / intermediate ** 0.5).bfloat16()
-    x = torch.randn((1, hidden), generator=gen).bfloat16()
-    index = selected.to(torch.int32).reshape(1, top_k)
-    affinity = torch.softmax(torch.randn((1, top_k), generator=gen), dim=-1)
-    return x, gate_up, down, index, affinity
-
-
 @pytest.mark.parametrize("experts, hidden, intermediate, top_k", [(8, 512, 64, 2), (128, 2048, 192, 8)],
                          ids=["small", "real"])
 def test_moe_decode_experts_matches_reference(experts, hidden, intermediate, top_k):
     kernel = nki_cpu.load_kernel(KERNEL, "moe_decode_experts_kernel")
     reference = nki_cpu.load_kernel(KERNEL, "moe_decode_experts_torch_ref")
-    inputs = make_inputs(experts, hidden, intermediate, top_k)
+    inputs = nki_cpu.load_kernel(KERNEL, "make_moe_inputs")(experts, hidden, intermediate, top_k)
     run = nki_cpu.run_kernel(kernel, *inputs)
     expected = reference(*inputs)
     assert run.outputs.dtype == torch.bfloat16 and run.outputs.shape == (1, hidden)
