@@ -25,7 +25,7 @@ registers. Activation functions are exact NumPy formulas (erf via a 1.5e-7 appro
 the hardware's polynomials.
 
 NOT covered (calling these raises NotImplementedError naming the API, or is documented here):
-- nisa: nc_matmul_mx, quantize_mx, local_gather, nc_n_gather, nonzero_with_count, sequence_bounds,
+- nisa: nc_matmul_mx, quantize_mx, nonzero_with_count, sequence_bounds,
   dropout and RNG (rng, rand2, set_rng_seed, rand_set_state, rand_get_state), sendrecv,
   tensor_copy_dynamic_src/dst, activate2 and topk (0.4+/0.6), and core_barrier across more than one
   program instance; nki.collectives.

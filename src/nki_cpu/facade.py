@@ -10,6 +10,7 @@ __nki_cpu__ = True
 __version__ = "0.3.0+nki_cpu"
 typing = kernel_typing
 tensor = language.NkiTensor
+dtype = language.NkiDtype
 
 
 def _beta1_only(api: str):
@@ -24,4 +25,4 @@ profile = _beta1_only("profile")
 baremetal = _beta1_only("baremetal")
 simulate_kernel = _beta1_only("simulate_kernel")
 
-__all__ = ["jit", "simulate", "language", "isa", "typing", "tensor"]
+__all__ = ["jit", "simulate", "language", "isa", "typing", "tensor", "dtype"]

@@ -23,6 +23,7 @@ from .tensor import NkiTensor, row_major_tensor
 sbuf, psum, hbm, private_hbm, shared_hbm = SBUF, PSUM, HBM, PRIVATE_HBM, SHARED_HBM
 bool = bool_  # noqa: A001  (nl.bool is an accepted spelling)
 dtype = NkiDtype
+tensor = NkiTensor
 
 globals().update(OPS)
 
@@ -115,8 +116,10 @@ def shared_constant(constant, dtype=None, **_ignored) -> NkiTensor:
 
 
 def shared_identity_matrix(n: int, dtype=uint8, **_ignored) -> NkiTensor:
-    """An n x n identity in HBM (load it to SBUF for PE transposes)."""
-    return shared_constant(np.eye(int(n), dtype=np.float32), dtype=dtype)
+    """An n x n identity in SBUF, ready as a matmul operand (the compiler preloads it)."""
+    made = ndarray((int(n), int(n)), dtype, buffer=SBUF)
+    made.np()[...] = np.eye(int(n), dtype=np.float32).astype(made.dtype.storage)
+    return made
 
 
 class _TileSize:

@@ -10,6 +10,7 @@ from .control import (VirtualRegister, core_barrier, get_nc_version, register_al
 from .dma import dma_compute, dma_copy, dma_transpose
 from .elementwise import (exponential, memset, reciprocal, scalar_tensor_tensor, tensor_copy,
                           tensor_copy_predicated, tensor_scalar, tensor_tensor)
+from .gather import local_gather, nc_n_gather
 from .enums import (dge_mode, dma_engine, engine, gpsimd_engine, matmul_perf_mode, nc_version, oob_mode, reduce_cmd,
                     scalar_engine, tensor_engine, unknown_engine, vector_engine)
 from .reduce import (bn_aggr, bn_stats, tensor_partition_reduce, tensor_reduce, tensor_scalar_cumulative,
@@ -21,8 +22,6 @@ from .tensor_engine import nc_matmul, nc_matmul_mx, nc_transpose
 # Instructions that exist in NKI 0.2/0.3 but are not interpreted; calling one raises NotImplementedError.
 UNSUPPORTED = {
     "quantize_mx": "MX quantisation is not interpreted",
-    "local_gather": "GpSimd partition-group gathers are not interpreted",
-    "nc_n_gather": "GpSimd gathers are not interpreted",
     "nonzero_with_count": "GpSimd index compaction is not interpreted",
     "sequence_bounds": "not interpreted",
     "dropout": "random number generation is not interpreted",

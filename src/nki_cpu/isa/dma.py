@@ -83,11 +83,11 @@ def _check_sides(instr, site, sides, dge, dtype_pair):
     for side in sides:
         if side.kind() in FORBIDDEN_BUFFERS["dma"]:
             fail(instr, FORBIDDEN_BUFFERS["dma"][side.kind()], f"{side.role} in PSUM", site)
-    indirect = any(side.tensor.indirect is not None or side.tensor.via is not None for side in sides)
+    gather = any(side.flat is not None for side in sides)
     if dge == DgeMode.hwdge:
-        if indirect:
-            fail(instr, "hardware DGE has no indirect (vector_offset/scalar_offset) DMA; use swdge",
-                 "dge_mode=hwdge with an indirect access", site)
+        if gather:
+            fail(instr, "hardware DGE has no vector_offset gather/scatter; use swdge",
+                 "dge_mode=hwdge with a vector_offset access", site)
         if dtype_pair[0] != dtype_pair[1]:
             fail(instr, "dge_mode=hwdge moves raw bytes, so src and dst dtypes must match",
                  f"{dtype_pair[0].name} -> {dtype_pair[1].name}", site)
