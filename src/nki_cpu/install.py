@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import types
 from dataclasses import dataclass
 
 SHIM_MODULES = ("nki", "nki.language", "nki.isa", "nki.isa.constants", "nki.typing")
@@ -45,10 +46,17 @@ def _forget_nki() -> None:
         del sys.modules[name]
 
 
-def install() -> InstallResult:
-    """Register the interpreter as `nki` unless a genuine NKI package is importable."""
+def install(alias_neuronxcc_typing: bool = False) -> InstallResult:
+    """Register the interpreter as `nki` unless a genuine NKI package is importable.
+
+    alias_neuronxcc_typing: also make `import neuronxcc.nki.typing` work (router_topk still imports
+    it) when no real neuronxcc is importable. Opt-in, because a stand-in `neuronxcc` module would
+    make code that probes for the Neuron compiler believe it is installed.
+    """
     loaded = sys.modules.get("nki")
     if _is_shim(loaded):
+        if alias_neuronxcc_typing:
+            _alias_neuronxcc_typing()
         return InstallResult(True, "nki_cpu", "already installed")
     if _is_genuine(loaded):
         return InstallResult(False, "genuine", f"genuine nki already imported from {getattr(loaded, '__file__', '?')}")
@@ -68,6 +76,8 @@ def install() -> InstallResult:
             reason = "the installed nki lacks jit/language/isa"
         _forget_nki()
     _register()
+    if alias_neuronxcc_typing:
+        _alias_neuronxcc_typing()
     return InstallResult(True, "nki_cpu", reason)
 
 
@@ -85,3 +95,21 @@ def _register() -> None:
         "nki": facade, "nki.language": language, "nki.isa": isa, "nki.isa.constants": constants,
         "nki.typing": kernel_typing,
     })
+
+
+def _alias_neuronxcc_typing() -> None:
+    if "neuronxcc.nki.typing" in sys.modules:
+        return
+    try:
+        importlib.import_module("neuronxcc.nki.typing")
+        return
+    except ImportError:
+        pass
+    from . import kernel_typing
+    for name in ("neuronxcc", "neuronxcc.nki"):
+        stand_in = types.ModuleType(name)
+        stand_in.__nki_cpu__ = True
+        sys.modules[name] = stand_in
+    sys.modules["neuronxcc.nki"].typing = kernel_typing
+    sys.modules["neuronxcc"].nki = sys.modules["neuronxcc.nki"]
+    sys.modules["neuronxcc.nki.typing"] = kernel_typing

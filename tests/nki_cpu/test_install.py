@@ -45,3 +45,18 @@ def test_placeholder_nki_is_replaced(tmp_path):
 
 def test_no_nki_at_all_installs_the_interpreter(tmp_path):
     assert _run(tmp_path, {"unrelated.py": ""}) == ["True", "nki_cpu", "True", "-"]
+
+
+def test_neuronxcc_typing_alias_is_opt_in(tmp_path):
+    probe = textwrap.dedent("""
+        import importlib.util, nki_cpu
+        nki_cpu.install()
+        print(importlib.util.find_spec("neuronxcc") is None)
+        nki_cpu.install(alias_neuronxcc_typing=True)
+        import neuronxcc.nki.typing as nt
+        print(nt.mutable_tensor.__name__)
+    """)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "NkiTensor"]

@@ -184,17 +184,21 @@ def record(launch: Launch, op: str, engine: str, site, writes: dict, reads: dict
            dma_bytes: int = 0, macs: int = 0, read_back: tuple = ()) -> None:
     """Append the instruction to the trace; `read_back` lists written roles that are also read."""
     operands, write_regions, read_regions = [], [], []
+    indirect = []
     for role, t in writes.items():
         operands.append(t.operand(role))
         write_regions.append(t._region or t.region())
+        if t.via is not None:
+            indirect.append(t)
     for role, t in reads.items():
         operands.append(t.operand(role))
         read_regions.append(t._region or t.region())
+        if t.via is not None:
+            indirect.append(t)
     for role in read_back:
         read_regions.append(writes[role].region())
-    for t in [*writes.values(), *reads.values()]:
-        if t.via is not None:
-            _add_index_read(t, operands, read_regions)
+    for t in indirect:
+        _add_index_read(t, operands, read_regions)
     launch.record(op, engine, site, tuple(operands), tuple(read_regions), tuple(write_regions), attrs, dma_bytes, macs)
 
 
