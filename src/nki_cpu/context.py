@@ -16,8 +16,9 @@ from .trace import Trace
 class Launch:
     """One kernel launch: every program instance of a grid shares it."""
 
-    def __init__(self, target: Target, kernel_name: str, grid: tuple[int, ...] = ()):
+    def __init__(self, target: Target, kernel_name: str, grid: tuple[int, ...] = (), keep_trace: bool = True):
         self.target = target
+        self.keep_trace = keep_trace
         self.memory = MemoryTracker(target)
         self.grid = grid
         self.program_id: tuple[int, ...] = ()
@@ -33,11 +34,16 @@ class Launch:
         self.shared_cursor = 0
 
     def start_instance(self, program_id: tuple[int, ...]) -> None:
+        """Each program instance is its own NeuronCore: fresh accumulator registers."""
         self.program_id = program_id
         self.shared_cursor = 0
+        self.scalar_accumulator[:] = 0.0
+        self.vector_accumulator[:] = 0.0
 
     def record(self, op: str, engine: str, site: tuple[str, int], operands: tuple, reads: tuple, writes: tuple,
                attrs: dict, dma_bytes: int = 0, macs: int = 0) -> None:
+        if not self.keep_trace:
+            return
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
 
@@ -58,11 +64,12 @@ def current() -> Launch:
 
 
 def standalone() -> Launch:
-    """The launch used by instructions issued outside any kernel (target from the environment)."""
+    """The launch used by instructions issued outside any kernel (target from the environment).
+    It keeps no trace, so stray instructions do not accumulate records."""
     global _standalone
     target = resolve_target(None)
     if _standalone is None or _standalone.target is not target:
-        _standalone = Launch(target, "<standalone>")
+        _standalone = Launch(target, "<standalone>", keep_trace=False)
     return _standalone
 
 

@@ -295,9 +295,9 @@ class NkiTensor:
             try:
                 flat = np.reshape(self.np(), shape, copy=False)
             except ValueError:
-                flat = False
+                flat = False                 # remembered: this view needs a copy
             self._tile = flat
-        return flat if flat is not False else None
+        return None if flat is False else flat
 
     def region(self) -> Region:
         found = self._region

@@ -104,7 +104,7 @@ class Trace:
     peak_psum_bytes: int = 0           # per partition (bank-rounded)
     sbuf_capacity_bytes: int = 0       # per partition, usable
     psum_capacity_bytes: int = 0       # per partition
-    _built: list = field(default_factory=list, repr=False)
+    _built: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def instructions(self) -> list[Instruction]:

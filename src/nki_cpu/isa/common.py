@@ -16,6 +16,7 @@ from ..ops import Op
 from ..tensor import NkiTensor, concrete, index_tensor
 from ..trace import Region
 from .enums import engine as Engine
+from .enums import reduce_cmd as ReduceCmd
 
 ENGINE_NAMES = {
     Engine.tensor: "tensor", Engine.scalar: "scalar", Engine.gpsimd: "gpsimd", Engine.dma: "dma",
@@ -105,11 +106,9 @@ def check_op(instr: str, site, op, role: str, *, binary: bool = False, unary: bo
 
 def tile(t: NkiTensor) -> np.ndarray:
     """Storage values as [P, F] (HBM: [1, N]); a view when possible, else a copy."""
-    view = t._tile
-    if view is None or view is False:
-        view = t.tile_view()
-        if view is None:
-            return t.np().reshape((t.shape[0], -1) if t.alloc.kind != "hbm" else (1, -1))
+    view = t.tile_view()
+    if view is None:
+        return t.np().reshape((t.shape[0], -1) if t.alloc.kind != "hbm" else (1, -1))
     return view
 
 
@@ -123,30 +122,26 @@ def write(t: NkiTensor, values: np.ndarray) -> None:
     dtype = t.dtype
     if values.dtype != dtype.storage or dtype.name == "tfloat32":
         values = cast(values, dtype)
-    target = t._tile
-    if target is None:
-        target = t.tile_view()
-    if target is not None and target is not False and (values.ndim < 2 or values.shape == target.shape):
+    target = t.tile_view()
+    if target is not None and (values.ndim < 2 or values.shape == target.shape):
         target[...] = values
     else:
         view = t.np()
         view[...] = values.reshape(view.shape) if values.size == view.size else values
 
 
-_F32 = np.dtype(np.float32)
-
-
 def compute_into(t: NkiTensor, ufunc, a: np.ndarray, b) -> bool:
     """Fast path: an fp32 destination with a [P, F] view receives a ufunc's result directly."""
     if t.dtype.storage is not _F32 or type(ufunc) is not np.ufunc:
         return False
-    target = t._tile
-    if target is None:
-        target = t.tile_view()
-    if target is None or target is False or target.shape != a.shape:
+    target = t.tile_view()
+    if target is None or target.shape != a.shape:
         return False
     ufunc(a, b, out=target)
     return True
+
+
+_F32 = np.dtype(np.float32)
 
 
 def bits(t: NkiTensor) -> np.ndarray:
@@ -219,12 +214,15 @@ def accumulate(registers: np.ndarray, lanes: slice, cmd, reduced: np.ndarray, co
     reset / reset_reduce / load_reduce start from `init`; reduce / reset_reduce / load_reduce then
     fold this instruction's per-partition result in with `combine`. Returns the lanes' new values.
     """
-    code = int(cmd)
-    if code in (1, 3, 4):
+    if cmd in _RESETTING:
         registers[lanes] = init
-    if code in (2, 3, 4):
+    if cmd in _REDUCING:
         registers[lanes] = combine(registers[lanes], reduced.reshape(-1)).astype(np.float32)
     return registers[lanes].reshape(-1, 1)
+
+
+_RESETTING = frozenset({ReduceCmd.reset, ReduceCmd.reset_reduce, ReduceCmd.load_reduce})
+_REDUCING = frozenset({ReduceCmd.reduce, ReduceCmd.reset_reduce, ReduceCmd.load_reduce})
 
 
 def lanes_of(t: NkiTensor) -> slice:
