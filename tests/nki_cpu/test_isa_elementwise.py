@@ -152,3 +152,20 @@ def test_fp8_conversion_uses_round_to_nearest_even():
     out = fp8_kernel(a)
     assert out.dtype == ml_dtypes.float8_e4m3
     np.testing.assert_array_equal(out.astype(np.float32), [[1.0, 1.0, 1.25, 3.0]])
+
+
+@nki.jit
+def int_scalar_kernel(a):
+    x = _load(a)
+    masked = nl.ndarray(a.shape, dtype=nl.uint32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=masked, data=x, op0=nl.bitwise_and, operand0=0xFF, op1=nl.left_shift, operand1=4)
+    flipped = nl.ndarray(a.shape, dtype=nl.uint32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=flipped, data=x, op0=nl.invert, operand0=None)
+    return _store(masked), _store(flipped)
+
+
+def test_tensor_scalar_bitvec_chain_and_unary_invert():
+    a = np.array([[0x12345678, 0xFFFFFFFF, 7]], np.uint32)
+    masked, flipped = int_scalar_kernel(a)
+    np.testing.assert_array_equal(masked, (a & 0xFF) << 4)
+    np.testing.assert_array_equal(flipped, ~a)

@@ -13,7 +13,7 @@ from ..checks import fail, kernel_site, usage
 from ..context import current
 from ..dtypes import convert
 from ..tensor import NkiTensor
-from .common import (accumulate, attrs_of as _attrs, bits, check_buffers, check_op, check_same_elements, compute_into,
+from .common import (accumulate, attrs_of, bits, check_buffers, check_op, check_same_elements, compute_into,
                      lanes_of, pick_engine, record, resolve, scalar_operand, tile, tile_f32, write, write_bits)
 from .enums import engine as Engine
 from .enums import reduce_cmd as ReduceCmd
@@ -55,7 +55,7 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
         if not compute_into(dst, alu.binary, a, b):
             write(dst, alu.binary(a, b))
     record(launch, "tensor_tensor", eng, site, {"dst": dst}, {"data1": data1, "data2": data2},
-           _attrs(name, engine, op=alu.name))
+           attrs_of(name, engine, op=alu.name))
 
 
 def tensor_scalar(dst, data, op0, operand0=None, reverse0=False, op1=None, operand1=None, reverse1=False,
@@ -78,25 +78,25 @@ def tensor_scalar(dst, data, op0, operand0=None, reverse0=False, op1=None, opera
                  f"(op0, op1) = {pair}", site)
     parts = data.shape[0]
     reads = {"data": data}
+    steps = [(op, value, reverse, role) for op, value, reverse, role in
+             ((first, operand0, reverse0, "operand0"), (second, operand1, reverse1, "operand1")) if op is not None]
     if first.bitvec:
         _require_ints("tensor_scalar", site, first, operands)
         result = bits(data)
-        for op, value, reverse, role in ((first, operand0, reverse0, "operand0"), (second, operand1, reverse1, "operand1")):
-            if op is not None:
-                result = _bitvec_step(op, result, _int_operand(value, parts, role, reads), reverse)
+        for op, value, reverse, role in steps:
+            result = _bitvec_step(op, result, None if op.binary is None else _int_operand(value, role, reads), reverse)
         write_bits(dst, result)
     else:
         result = tile_f32(data)
-        for op, value, reverse, role in ((first, operand0, reverse0, "operand0"), (second, operand1, reverse1, "operand1")):
-            if op is None:
-                continue
+        for op, value, reverse, role in steps:
             if op.binary is None:
                 result = op.unary(result)
             else:
-                result = _apply_binary(op, result, scalar_operand("tensor_scalar", site, value, parts, role, reads), reverse)
+                operand = scalar_operand("tensor_scalar", site, value, parts, role, reads)
+                result = _apply_binary(op, result, operand, reverse)
         write(dst, result)
     record(launch, "tensor_scalar", eng, site, {"dst": dst}, reads,
-           _attrs(name, engine, op0=first.name, op1=second.name if second else None))
+           attrs_of(name, engine, op0=first.name, op1=second.name if second else None))
 
 
 def scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0=False, reverse1=False, name=None):
@@ -118,7 +118,7 @@ def scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0=False
     result = _apply_binary(first, tile_f32(data), scalar, reverse0)
     write(dst, _apply_binary(second, result, tile_f32(other), reverse1))
     record(launch, "scalar_tensor_tensor", "vector", site, {"dst": dst}, reads,
-           _attrs(name, None, op0=first.name, op1=second.name))
+           attrs_of(name, None, op0=first.name, op1=second.name))
 
 
 def tensor_copy(dst, src, engine=Engine.unknown, name=None):
@@ -132,7 +132,7 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
     check_same_elements("tensor_copy", site, "dst", dst, {"src": src})
     values = convert(tile(src), src.dtype, dst.dtype)
     dst.np()[...] = values.reshape(dst.shape)
-    record(launch, "tensor_copy", eng, site, {"dst": dst}, {"src": src}, _attrs(name, engine))
+    record(launch, "tensor_copy", eng, site, {"dst": dst}, {"src": src}, attrs_of(name, engine))
 
 
 def tensor_copy_predicated(dst, src, predicate, reverse_pred=False, name=None):
@@ -149,7 +149,7 @@ def tensor_copy_predicated(dst, src, predicate, reverse_pred=False, name=None):
     incoming = convert(tile(src), src.dtype, dst.dtype)
     dst.np()[...] = np.where(mask, incoming, current_values).reshape(dst.shape)
     record(launch, "tensor_copy_predicated", "vector", site, {"dst": dst}, {"src": src, "predicate": pred},
-           _attrs(name, None, reverse_pred=bool(reverse_pred)), read_back=("dst",))
+           attrs_of(name, None, reverse_pred=bool(reverse_pred)), read_back=("dst",))
 
 
 def memset(dst, value, engine=Engine.unknown, name=None):
@@ -167,7 +167,7 @@ def memset(dst, value, engine=Engine.unknown, name=None):
         dst.np()[...] = 0
     else:
         write(dst, np.full((1, 1), value, dtype=np.float64 if dst.dtype.is_int else np.float32))
-    record(launch, "memset", eng, site, {"dst": dst}, {}, _attrs(name, engine, value=float(value)))
+    record(launch, "memset", eng, site, {"dst": dst}, {}, attrs_of(name, engine, value=float(value)))
 
 
 def reciprocal(dst, data, name=None):
@@ -177,7 +177,7 @@ def reciprocal(dst, data, name=None):
     check_same_elements("reciprocal", site, "dst", dst, {"data": data})
     with np.errstate(divide="ignore"):
         write(dst, np.float32(1.0) / tile_f32(data))
-    record(launch, "reciprocal", "vector", site, {"dst": dst}, {"data": data}, _attrs(name, None))
+    record(launch, "reciprocal", "vector", site, {"dst": dst}, {"data": data}, attrs_of(name, None))
 
 
 def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.idle, reduce_init=0.0, name=None):
@@ -199,7 +199,7 @@ def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.i
         writes["reduce_res"] = resolve(reduce_res)
         write(writes["reduce_res"], regs)
     record(launch, "exponential", "vector", site, writes, reads,
-           _attrs(name, None, reduce_cmd=ReduceCmd(reduce_cmd).name))
+           attrs_of(name, None, reduce_cmd=ReduceCmd(reduce_cmd).name))
 
 
 def _require_ints(instr, site, op, operands):
@@ -208,7 +208,7 @@ def _require_ints(instr, site, op, operands):
             fail(instr, f"bitvec operator nl.{op.name} needs integer dtypes", f"{role} {t.dtype.name}", site)
 
 
-def _int_operand(value, parts, role, reads):
+def _int_operand(value, role, reads):
     if isinstance(value, NkiTensor):
         t = resolve(value)
         reads[role] = t
@@ -219,7 +219,7 @@ def _int_operand(value, parts, role, reads):
 
 
 def _bitvec_step(op, values, operand, reverse):
-    if op.unary is not None:
+    if op.binary is None:
         return op.unary(values)
-    return op.binary(operand, values) if reverse else op.binary(values, operand)
+    return _apply_binary(op, values, operand, reverse)
 
