@@ -45,6 +45,8 @@ class JitKernel:
         functools.update_wrapper(self, func)
 
     def __call__(self, *args, **kwargs):
+        if context.active() is not None:      # called from another kernel: inline, like a sub-kernel
+            return self.func(*args, **kwargs)
         return launch(self.func, args, kwargs, grid=(), target=self.target).outputs
 
     def __getitem__(self, grid) -> "GridKernel":

@@ -95,10 +95,6 @@ class NkiTensor:
         return self.alloc.bytes_per_partition // self.dtype.itemsize
 
     @property
-    def partition_start(self) -> int:
-        return self.offset // self.partition_stride if self.on_chip else 0
-
-    @property
     def elems_per_partition(self) -> int:
         """On chip: elements per partition; HBM: all elements."""
         layout = self._layout

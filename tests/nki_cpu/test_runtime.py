@@ -184,3 +184,14 @@ def test_tile_size_and_nc_version_follow_the_target():
     assert nki_cpu.run_kernel(kernel, target="trn2").outputs == (212984, nisa.nc_version.gen3, 512)
     assert nki_cpu.run_kernel(kernel, target="trn3").outputs == (245752, nisa.nc_version.gen4, 512)
     assert ml_dtypes.bfloat16 == nl.bfloat16 and str(nl.float32) == "float32"
+
+
+def test_a_jit_kernel_called_from_a_kernel_runs_inline(rng):
+    @nki.jit
+    def outer(a):
+        return scale_kernel(a, 4.0)
+
+    a = rng.standard_normal((4, 4)).astype(np.float32)
+    run = nki_cpu.run_kernel(outer, a)
+    np.testing.assert_array_equal(run.outputs, 4 * a)
+    assert run.trace.kernel == "outer" and len(run.trace) == 3
