@@ -11,7 +11,7 @@ import numpy as np
 
 from ..checks import fail, kernel_site, usage
 from ..context import current
-from ..dtypes import convert
+from ..dtypes import as_dtype, convert
 from ..tensor import NkiTensor
 from .common import (accumulate, attrs_of, bits, check_buffers, check_op, check_same_elements, compute_into,
                      lanes_of, pick_engine, record, resolve, scalar_operand, tile, tile_f32, write, write_bits)
@@ -121,7 +121,8 @@ def scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0=False
            attrs_of(name, None, op0=first.name, op1=second.name))
 
 
-def tensor_copy(dst, src, engine=Engine.unknown, name=None):
+def tensor_copy(dst, src, engine=Engine.unknown, name=None, dtype=None):
+    """The Beta 2 tutorials pass an undocumented dtype=: values are rounded to it, then stored as dst.dtype."""
     launch, site = current(), kernel_site()
     dst, src = resolve(dst), resolve(src)
     eng = pick_engine(engine, "vector")
@@ -130,9 +131,12 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
              "engine=scalar", site)
     check_buffers("tensor_copy", eng, site, {"dst": dst, "src": src})
     check_same_elements("tensor_copy", site, "dst", dst, {"src": src})
-    values = convert(tile(src), src.dtype, dst.dtype)
-    dst.np()[...] = values.reshape(dst.shape)
-    record(launch, "tensor_copy", eng, site, {"dst": dst}, {"src": src}, attrs_of(name, engine))
+    values, kind = tile(src), src.dtype
+    if dtype is not None:
+        values, kind = convert(values, kind, as_dtype(dtype)), as_dtype(dtype)
+    dst.np()[...] = convert(values, kind, dst.dtype).reshape(dst.shape)
+    record(launch, "tensor_copy", eng, site, {"dst": dst}, {"src": src},
+           attrs_of(name, engine, dtype=kind.name if dtype is not None else None))
 
 
 def tensor_copy_predicated(dst, src, predicate, reverse_pred=False, name=None):

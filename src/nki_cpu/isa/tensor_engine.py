@@ -14,7 +14,7 @@ from ..checks import fail, kernel_site
 from ..context import current
 from ..dtypes import convert
 from ..errors import NkiUnsupportedError
-from .common import attrs_of, check_buffers, pick_engine, record, resolve, tile, tile_f32, write
+from .common import attrs_of, check_buffers, compute_into, pick_engine, record, resolve, tile, tile_f32, write
 from .enums import engine as Engine
 from .enums import matmul_perf_mode
 
@@ -113,16 +113,18 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         product = tile_f32(stationary).T @ tile_f32(moving)
     flags = _flag_view(dst)
     if accumulate is None:
-        previous = flags.reshape(m, n) != 0
-        accumulated = bool(previous.any())
-        result = np.where(previous, tile_f32(dst) + product, product) if accumulated else product
-    elif accumulate:
-        accumulated = True
-        result = tile_f32(dst) + product
+        written = flags.reshape(m, n) != 0
+        accumulated = bool(written.any())
+        everywhere = accumulated and bool(written.all())
     else:
-        accumulated = False
-        result = product
-    write(dst, result.astype(np.float32, copy=False))
+        accumulated = everywhere = bool(accumulate)
+    if not accumulated:
+        write(dst, product)
+    elif everywhere:
+        if not compute_into(dst, np.add, tile_f32(dst), product):
+            write(dst, tile_f32(dst) + product)
+    else:
+        write(dst, np.where(written, tile_f32(dst) + product, product))
     flags[...] = np.iinfo(flags.dtype).max
     record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
            attrs_of(name, None, accumulate=accumulate, accumulated=accumulated,
