@@ -34,10 +34,17 @@ NOT covered (calling these raises NotImplementedError naming the API, or is docu
 - NkiTensor 0.5+ view methods (slice, select, permute, broadcast, rearrange, indirect, ...);
   indexing with a tensor (use .ap(scalar_offset=...)); vector_offset outside DMA instructions.
 - Packed MX dtypes (float8_*_x4, float4_e2m1fn_x4) are moved bit-exactly but never computed on.
-- Scheduling APIs (with_schedule, depends_on, priority) are accepted and ignored; name= is recorded.
+- Scheduling: kernel.with_schedule(...) and nl.no_reorder() are accepted and ignored; instructions
+  return None, so NkiInstruction handles (.depends_on) do not exist; name= is recorded in the trace.
+- Beta 1 kernels (`neuronxcc.nki`, nl.arange/mgrid, mask=, nki.simulate_kernel/benchmark/baremetal).
+  `import neuronxcc.nki.typing` (router_topk) works after install(alias_neuronxcc_typing=True).
+- Hardware rules not checked: DMA descriptor/queue limits, VectorE/ScalarE 64K (SBUF) / 4K (PSUM)
+  free sizes, alignment of address= offsets other than PSUM banks, fp8 double_row tiling limits,
+  engine-specific dtype restrictions beyond those listed in the instruction modules.
 - Program instances of a grid run one after another (no concurrency); shared_hbm tensors are shared
   between instances by allocation order, private_hbm/hbm tensors are per instance.
 - nl.ndarray(address=...) is honoured for capacity checks only: tensors never alias.
+- Runs are single-threaded and not thread-safe (one launch stack per process).
 - Hardware cycle costs are not modelled here (the trace feeds a separate cost model).
 """
 

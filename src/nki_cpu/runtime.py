@@ -52,6 +52,10 @@ class JitKernel:
     def __getitem__(self, grid) -> "GridKernel":
         return GridKernel(self, _normalise_grid(grid))
 
+    def with_schedule(self, schedule) -> "JitKernel":
+        """Scheduling hints do not change results; execution is already in program order."""
+        return self
+
 
 class GridKernel:
     """kernel[grid]: every program id of the grid runs, in row-major order."""

@@ -45,6 +45,7 @@ class Layout:
     free_elems: int
     inner_stride_bytes: int
     contiguous: bool
+    free_dims: int          # free dims of the access pattern after merging the mergeable ones
 
 
 def _product(values) -> int:
@@ -250,11 +251,14 @@ class NkiTensor:
             dims = zip(self.shape, self.strides)
             partitions = (0, 1)
             limit = self.alloc.raw.nbytes // itemsize
-        free_elems, inner = 1, itemsize
+        free_elems, inner, free_dims, outer_stride = 1, itemsize, 0, None
         for size, stride in dims:
             free_elems *= size
             if size > 1:
                 inner = abs(stride) * itemsize
+                if outer_stride is None or outer_stride != stride * size:   # else it merges with the outer dim
+                    free_dims += 1
+                outer_stride = stride
                 if stride > 0:
                     hi += (size - 1) * stride
                 else:
@@ -266,7 +270,7 @@ class NkiTensor:
         if free_elems == 0:
             raise NkiIndexError(f"empty view {self.shape} of {self.name or 'tensor'} (kernel {_where()})")
         layout = Layout(partitions, (lo * itemsize, (hi + 1) * itemsize), free_elems, inner,
-                        hi - lo + 1 == free_elems)
+                        hi - lo + 1 == free_elems, free_dims)
         self._layout = layout
         return layout
 

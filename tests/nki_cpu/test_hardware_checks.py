@@ -171,6 +171,11 @@ def k_reduce_axis():
     nisa.tensor_reduce(dst=sb((8, 1)), op=nl.add, data=sb((8, 8)), axis=0)  # HW:reduce_axis
 
 
+def k_free_dims():
+    x = sb((8, 3, 3, 3, 3, 3))
+    nisa.tensor_copy(dst=sb((8, 32)), src=x[:, 0:2, 0:2, 0:2, 0:2, 0:2])  # HW:free_dims
+
+
 CASES = [
     # case, instruction, words of the limit, target
     ("partition_limit", "nl.ndarray", "partition dimension <= 128", "trn2"),
@@ -207,6 +212,7 @@ CASES = [
     ("divide", "tensor_tensor", "nl.divide is unsupported on hardware", "trn2"),
     ("dma_transpose_dtype", "dma_transpose", "moves 2- or 4-byte elements", "trn2"),
     ("reduce_axis", "tensor_reduce", "trailing free dims", "trn2"),
+    ("free_dims", "tensor_copy", "at most 4 free dims", "trn2"),
 ]
 
 

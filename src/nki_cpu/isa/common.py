@@ -62,9 +62,13 @@ def check_buffers(instr: str, engine: str, site, operands: dict) -> None:
             layout = t._layout or t.layout()
             if layout.partitions[0]:
                 check_start_partition(instr, site, role, t)
+            if layout.free_dims > MAX_FREE_DIMS:
+                fail(instr, f"an access pattern has at most {MAX_FREE_DIMS} free dims (after merging contiguous ones)",
+                     f"{role} {t.shape} with strides {t.strides}", site)
 
 
 _NOTHING: dict = {}
+MAX_FREE_DIMS = 4       # ARCH2: free-dim access patterns have up to 4 dims
 _COMPUTE_ENGINES = frozenset(("vector", "scalar", "gpsimd"))
 
 
