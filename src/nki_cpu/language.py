@@ -7,11 +7,12 @@ are re-exported here.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import numpy as np
 
-from . import context
+from . import context, isa
 from .checks import fail, usage
 from .dtypes import (NkiDtype, as_dtype, bfloat16, bool_, float4_e2m1fn_x4, float8_e4m3,  # noqa: F401
                      float8_e4m3fn, float8_e4m3fn_x4, float8_e5m2, float8_e5m2_x4, float8_e8m0fnu, float16, float32,
@@ -91,8 +92,7 @@ def full(shape, fill_value, dtype, buffer=None, name: str = "", **kwargs) -> Nki
     """An initialised tensor; on chip this is an allocation plus a memset instruction."""
     made = ndarray(shape, dtype, buffer=buffer, name=name, **kwargs)
     if made.on_chip:
-        from .isa import memset
-        memset(made, fill_value, engine=None)
+        isa.memset(made, fill_value)
     else:
         made.np()[...] = np.asarray(fill_value).astype(np.float32).astype(made.dtype.storage)
     return made
@@ -108,7 +108,7 @@ def empty_like(a: NkiTensor, dtype=None, buffer=None, name: str = "") -> NkiTens
 
 def shared_constant(constant, dtype=None, **_ignored) -> NkiTensor:
     """An HBM constant from an array (or a .npy path)."""
-    values = np.load(constant) if isinstance(constant, str) else np.asarray(constant)
+    values = np.load(constant) if isinstance(constant, (str, os.PathLike)) else np.asarray(constant)
     chosen = as_dtype(dtype) if dtype is not None else as_dtype(values.dtype)
     made = ndarray(values.shape, chosen, buffer=SHARED_HBM)
     made.np()[...] = values.astype(np.float32).astype(chosen.storage) if chosen.is_float else values.astype(chosen.storage)
@@ -122,25 +122,30 @@ def shared_identity_matrix(n: int, dtype=uint8, **_ignored) -> NkiTensor:
     return made
 
 
+_TILE_SIZES = {
+    "pmax": lambda t: t.pmax,
+    "psum_fmax": lambda t: t.psum_fmax,
+    "psum_bank_fmax": lambda t: t.psum_fmax,
+    "psum_bank_fmax_bytes": lambda t: t.psum_bank_bytes,
+    "psum_num_banks": lambda t: t.psum_banks,
+    "gemm_stationary_fmax": lambda t: t.gemm_stationary_fmax,
+    "gemm_moving_fmax": lambda t: t.gemm_moving_fmax,
+    "bn_stats_fmax": lambda t: t.bn_stats_fmax,
+    "psum_min_align": lambda t: 4,
+    "sbuf_min_align": lambda t: 1,
+    "total_available_sbuf_size": lambda t: t.sbuf_bytes_per_partition,
+    "sbuf_size_bytes": lambda t: t.sbuf_bytes_per_partition,
+}
+
+
 class _TileSize:
     """nl.tile_size: per-target tile limits, read from the running launch's target."""
 
-    @property
-    def _target(self):
-        return context.current().target
-
-    pmax = property(lambda self: self._target.pmax)
-    psum_fmax = property(lambda self: self._target.psum_fmax)
-    psum_bank_fmax = property(lambda self: self._target.psum_fmax)
-    psum_bank_fmax_bytes = property(lambda self: self._target.psum_bank_bytes)
-    psum_num_banks = property(lambda self: self._target.psum_banks)
-    gemm_stationary_fmax = property(lambda self: self._target.gemm_stationary_fmax)
-    gemm_moving_fmax = property(lambda self: self._target.gemm_moving_fmax)
-    bn_stats_fmax = property(lambda self: self._target.bn_stats_fmax)
-    psum_min_align = property(lambda self: 4)
-    sbuf_min_align = property(lambda self: 1)
-    total_available_sbuf_size = property(lambda self: self._target.sbuf_bytes_per_partition)
-    sbuf_size_bytes = property(lambda self: self._target.sbuf_bytes_per_partition)
+    def __getattr__(self, name: str) -> int:
+        getter = _TILE_SIZES.get(name)
+        if getter is None:
+            raise AttributeError(f"nl.tile_size has no attribute {name!r}")
+        return getter(context.current().target)
 
 
 tile_size = _TileSize()

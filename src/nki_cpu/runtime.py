@@ -108,20 +108,16 @@ def recording() -> Iterator[list[Trace]]:
 def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], target) -> KernelRun:
     run = context.Launch(resolve_target(target), getattr(func, "__name__", "kernel"), grid)
     context.push(run)
-    quiet = np.errstate(all="ignore")   # hardware lets inf/NaN flow; so do we, silently
-    quiet.__enter__()
     try:
-        wrapped = _Arguments(run, args, kwargs, func)
-        result = None
-        for program_id in itertools.product(*(range(n) for n in grid)) if grid else [()]:
-            run.start_instance(tuple(program_id))
-            returned = func(*wrapped.args, **wrapped.kwargs)
-            if result is None:
-                result = returned
-        outputs = wrapped.convert_outputs(result)
-        wrapped.write_back()
+        with np.errstate(all="ignore"):      # hardware lets inf/NaN flow; so do we, silently
+            wrapped = _Arguments(run, args, kwargs, func)
+            results = []
+            for program_id in itertools.product(*(range(n) for n in grid)):
+                run.start_instance(tuple(program_id))
+                results.append(func(*wrapped.args, **wrapped.kwargs))
+            outputs = wrapped.convert_outputs(results[0])
+            wrapped.write_back()
     finally:
-        quiet.__exit__(None, None, None)
         context.pop(run)
     trace = run.finish()
     for traces in _recorders:
