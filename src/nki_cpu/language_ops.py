@@ -153,7 +153,7 @@ def mean(x, axis, dtype=None, keepdims=False, **_ignored):
 def var(x, axis, dtype=None, keepdims=False, **_ignored):
     centre = mean(x, axis, float32, keepdims=True)
     centred = _new(x.shape, float32)
-    isa.tensor_scalar(centred, x, OPS["subtract"], centre.reshape((x.shape[0], 1)) if x.ndim == 2 else centre)
+    isa.tensor_scalar(centred, x, OPS["subtract"], centre)
     squared = apply_op(OPS["square"], centred)
     return mean(squared, axis, _result_dtype(dtype, x), keepdims)
 
