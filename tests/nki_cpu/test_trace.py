@@ -50,4 +50,4 @@ def test_regions_expose_read_after_write_dependencies(rng):
     assert [load.engine, scale.engine, store.engine] == ["dma", "vector", "dma"]
     assert scale.operands[1] == Operand("data", (64, 64), "float32", "sbuf", 64, 64, 4, True, 64 * 64 * 4, False)
     assert [i.seq for i in (load, scale, store)] == [0, 1, 2]
-    assert scale.source == (__file__, line_of(__file__, "# <- scale"))
+    assert scale.source == (__file__, line_of(__file__, "# <-" + " scale"))
