@@ -23,6 +23,11 @@ class NkiDtype:
     kind: str            # "float", "int", "uint", "bool" or "packed"
 
     @property
+    def dtype(self) -> np.dtype:
+        """Lets NumPy take an NKI dtype anywhere it takes a dtype: np.zeros(4, dtype=nl.bfloat16)."""
+        return self.storage
+
+    @property
     def itemsize(self) -> int:
         return self.storage.itemsize
 

@@ -184,6 +184,7 @@ def test_tile_size_and_nc_version_follow_the_target():
     assert nki_cpu.run_kernel(kernel, target="trn2").outputs == (212984, nisa.nc_version.gen3, 512)
     assert nki_cpu.run_kernel(kernel, target="trn3").outputs == (245752, nisa.nc_version.gen4, 512)
     assert ml_dtypes.bfloat16 == nl.bfloat16 and str(nl.float32) == "float32"
+    assert np.zeros(2, dtype=nl.bfloat16).dtype == ml_dtypes.bfloat16
 
 
 def test_a_jit_kernel_called_from_a_kernel_runs_inline(rng):
