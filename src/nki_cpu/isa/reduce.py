@@ -11,7 +11,7 @@ import numpy as np
 from ..checks import fail, kernel_site
 from ..context import current
 from .common import (accumulate, attrs_of, bits, check_buffers, check_op, check_same_elements, lanes_of, record,
-                     resolve, scalar_operand, tile, tile_f32, write, write_bits)
+                     resolve, scalar_operand, tile_f32, write, write_bits)
 from .enums import reduce_cmd as ReduceCmd
 
 _UFUNCS = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
