@@ -82,10 +82,11 @@ def install(alias_neuronxcc_typing: bool = False) -> InstallResult:
 
 
 def uninstall() -> None:
-    """Remove the interpreter's `nki` modules (a genuine package imported later is unaffected)."""
+    """Remove the interpreter's `nki` modules; a genuine `nki` is never touched."""
+    if not _is_shim(sys.modules.get("nki")):
+        return
     for name in SHIM_MODULES:
-        if _is_shim(sys.modules.get("nki")) or name != "nki":
-            sys.modules.pop(name, None)
+        sys.modules.pop(name, None)
 
 
 def _register() -> None:

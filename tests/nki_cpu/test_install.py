@@ -8,10 +8,13 @@ import textwrap
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
 
 PROBE = textwrap.dedent("""
+    import sys
     import nki_cpu
     result = nki_cpu.install()
     import nki, nki.language as nl, nki.isa as nisa
     print(result.installed, result.provider, getattr(nki, "__nki_cpu__", False), getattr(nki, "FAKE", "-"))
+    nki_cpu.uninstall()
+    print("nki.language" in sys.modules)
 """)
 
 
@@ -33,18 +36,18 @@ def test_genuine_nki_is_left_in_place(tmp_path):
         "nki/language/__init__.py": "sbuf = 'sbuf'\n",
         "nki/isa/__init__.py": "def nc_matmul(*a, **k):\n    pass\n",
     })
-    assert words == ["False", "genuine", "False", "genuine"]
+    assert words == ["False", "genuine", "False", "genuine", "True"]    # uninstall leaves a genuine nki alone
 
 
 def test_placeholder_nki_is_replaced(tmp_path):
     words = _run(tmp_path, {
         "nki/__init__.py": "raise ImportError('WRONG PACKAGE: install nki from the Neuron repository')\n",
     })
-    assert words == ["True", "nki_cpu", "True", "-"]
+    assert words == ["True", "nki_cpu", "True", "-", "False"]
 
 
 def test_no_nki_at_all_installs_the_interpreter(tmp_path):
-    assert _run(tmp_path, {"unrelated.py": ""}) == ["True", "nki_cpu", "True", "-"]
+    assert _run(tmp_path, {"unrelated.py": ""}) == ["True", "nki_cpu", "True", "-", "False"]
 
 
 def test_neuronxcc_typing_alias_is_opt_in(tmp_path):
