@@ -4,14 +4,12 @@ Each kernel below marks its offending line with `# HW:<case>`; the test finds th
 file and expects it in the error.
 """
 
-import numpy as np
 import pytest
 
-import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
-from conftest import BF16, line_of
+from interp_helpers import line_of
 
 F32 = nl.float32
 

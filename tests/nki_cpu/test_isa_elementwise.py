@@ -7,7 +7,7 @@ import pytest
 import nki
 import nki.isa as nisa
 import nki.language as nl
-from conftest import BF16
+from interp_helpers import BF16
 
 
 def _load(src, dtype=None):

@@ -7,7 +7,7 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
-from conftest import BF16
+from interp_helpers import BF16
 
 
 def _load(src):

@@ -1,7 +1,6 @@
 """iota / affine_select / range_select / select_reduce patterns, top-8 search and stream shuffle."""
 
 import numpy as np
-import pytest
 
 import nki
 import nki.isa as nisa

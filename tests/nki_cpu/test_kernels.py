@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import nki_cpu
-from conftest import BF16, KERNELS_DIR, max_rel_error
+from interp_helpers import BF16, KERNELS_DIR, max_rel_error
 
 TOLERANCE = {"float32": 1e-5, "bfloat16": 1.6e-2}
 DTYPES = {"float32": np.float32, "bfloat16": BF16}

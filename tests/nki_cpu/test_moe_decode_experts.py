@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nki_cpu
-from conftest import max_rel_error
+from interp_helpers import max_rel_error
 
 KERNEL = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "kernels", "moe_decode_experts.py")
 

@@ -9,7 +9,7 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
-from conftest import line_of
+from interp_helpers import line_of
 from nki_cpu.trace import Instruction, Operand, Region
 
 
