@@ -117,7 +117,11 @@ class NkiTensor:
         for dim, item in enumerate(key):
             size, stride = self.shape[dim], self.strides[dim]
             if type(item) is slice:
-                start, count, step = _slice_bounds(item, size, dim)
+                start, stop = item.start, item.stop
+                if item.step is None and type(start) is int and type(stop) is int and 0 <= start < stop <= size:
+                    count, step = stop - start, 1                # the common a:b slice, checked inline
+                else:
+                    start, count, step = _slice_bounds(item, size, dim)
                 offset += start * stride
                 shape.append(count)
                 strides.append(stride * step)
