@@ -1,1 +1,64 @@
-"""nki_cpu."""
+"""nki_cpu: a CPU interpreter of the NKI "Beta 2" API (NKI 0.2/0.3, Neuron SDK 2.27-2.29).
+
+Unmodified kernels (`import nki`, `import nki.language as nl`, `import nki.isa as nisa`) run
+eagerly on NumPy with the hardware's numerics and limits, and every instruction is recorded in a
+`Trace` (see `nki_cpu.trace` for the contract).
+
+    import nki_cpu
+    nki_cpu.install()                      # `import nki` -> this interpreter (unless a genuine NKI exists)
+    out = my_kernel(x_np, w_np)            # @nki.jit kernels take NumPy arrays or CPU torch tensors
+    run = nki_cpu.run_kernel(my_kernel, x, w, target="trn3")   # run.outputs, run.trace
+    with nki_cpu.recording() as traces: ...                    # traces of every launch inside
+
+Module map: dtypes (types, rounding), tensor (NkiTensor views, access patterns), memory (buffers,
+allocations, capacity), targets (per-target limits), checks (kernel source lines, failing),
+errors, ops (ALU operators, activation functions), context (the running launch), runtime (jit,
+simulate, grid, run_kernel, recording), language / language_ops (nl), isa/ (nisa by family),
+install / facade / kernel_typing (the `nki` package shim), trace (the trace contract).
+
+Numerics: operands are read as fp32, computed in fp32 and rounded once to dst.dtype (round to
+nearest even; bf16/fp8 via ml_dtypes; float -> int rounds to nearest even, NaN -> 0, saturates);
+bitvec operators are exact on integers; arithmetic on all-int32 operands is exact. Matmuls
+accumulate in fp32 in PSUM (bf16 PSUM on trn3) with the accumulate=None first-write rule tracked
+per PSUM element. Fresh tensors hold NaN (ints: 4). ScalarE and VectorE keep separate accumulator
+registers. Activation functions are exact NumPy formulas (erf via a 1.5e-7 approximation), not
+the hardware's polynomials.
+
+NOT covered (calling these raises NotImplementedError naming the API, or is documented here):
+- nisa: nc_matmul_mx, quantize_mx, nonzero_with_count, sequence_bounds,
+  dropout and RNG (rng, rand2, set_rng_seed, rand_set_state, rand_get_state), sendrecv,
+  tensor_copy_dynamic_src/dst, activate2 and topk (0.4+/0.6), and core_barrier across more than one
+  program instance; nki.collectives.
+- nl: gather_flattened, random_seed, dropout, ceil/floor/trunc, nl.matmul(transpose_x=False)
+  (as on NKI 0.3/0.4), softmax over a non-last axis, nl.fori_loop/while_loop (0.6).
+- NkiTensor 0.5+ view methods (slice, select, permute, broadcast, rearrange, indirect, ...);
+  indexing with a tensor (use .ap(scalar_offset=...)); vector_offset outside DMA instructions.
+- Packed MX dtypes (float8_*_x4, float4_e2m1fn_x4) are moved bit-exactly but never computed on.
+- Scheduling: kernel.with_schedule(...) and nl.no_reorder() are accepted and ignored; instructions
+  return None, so NkiInstruction handles (.depends_on) do not exist; name= is recorded in the trace.
+- Beta 1 kernels (`neuronxcc.nki`, nl.arange/mgrid, mask=, nki.simulate_kernel/benchmark/baremetal).
+  `import neuronxcc.nki.typing` (router_topk) works after install(alias_neuronxcc_typing=True).
+- Hardware rules not checked: DMA descriptor/queue limits, VectorE/ScalarE 64K (SBUF) / 4K (PSUM)
+  free sizes, alignment of address= offsets other than PSUM banks, fp8 double_row tiling limits,
+  engine-specific dtype restrictions beyond those listed in the instruction modules.
+- Program instances of a grid run one after another (no concurrency); shared_hbm tensors are shared
+  between instances by allocation order, private_hbm/hbm tensors are per instance.
+- nl.ndarray(address=...) is honoured for capacity checks only: tensors never alias.
+- Runs are single-threaded and not thread-safe (one launch stack per process).
+- Hardware cycle costs are not modelled here (the trace feeds a separate cost model).
+"""
+
+from __future__ import annotations
+
+from .errors import HardwareLimitError, NkiCpuError, NkiIndexError, NkiUnsupportedError, NkiUsageError
+from .install import InstallResult, install, uninstall
+from .loader import load_kernel
+from .runtime import JitKernel, KernelRun, jit, recording, run_kernel, simulate
+from .targets import TARGETS, Target, resolve_target
+from .trace import Instruction, Operand, Region, Trace
+
+__all__ = [
+    "HardwareLimitError", "NkiCpuError", "NkiIndexError", "NkiUnsupportedError", "NkiUsageError",
+    "InstallResult", "install", "uninstall", "load_kernel", "JitKernel", "KernelRun", "jit", "recording",
+    "run_kernel", "simulate", "TARGETS", "Target", "resolve_target", "Instruction", "Operand", "Region", "Trace",
+]

@@ -1,0 +1,178 @@
+"""TensorE: nc_matmul (with PSUM accumulation and is_transpose) and nc_transpose.
+
+dst[M, N] (+)= stationary[K, M].T @ moving[K, N], inputs from SBUF, fp32 accumulation into PSUM.
+With accumulate=None the first matmul write to a PSUM element overwrites and later ones add;
+this is tracked per element with a byte mask on the PSUM allocation (only matmuls set it;
+transposes and other instructions leave it alone) [the hardware granularity is unconfirmed].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..checks import fail, kernel_site
+from ..context import current
+from ..dtypes import convert
+from ..errors import NkiUnsupportedError
+from .common import attrs_of, check_buffers, compute_into, pick_engine, record, resolve, tile, tile_f32, write
+from .enums import engine as Engine
+from .enums import matmul_perf_mode
+
+_PE_INPUTS = {"float8_e4m3", "float8_e5m2", "float8_e4m3fn", "bfloat16", "float16", "tfloat32", "float32"}
+_FP32_FAMILY = {"float32", "tfloat32"}
+
+
+def _check_pe_io(instr, site, dst, inputs: dict):
+    for role, t in inputs.items():
+        if t.alloc.kind != "sbuf":
+            fail(instr, "TensorE reads its inputs from SBUF", f"{role} in {t.alloc.kind.upper()}", site)
+    if dst.alloc.kind != "psum":
+        fail(instr, "TensorE writes its output to PSUM", f"dst in {dst.alloc.kind.upper()}", site)
+
+
+def _check_matmul_dtypes(site, target, stationary, moving, dst, is_transpose):
+    names = (stationary.dtype.name, moving.dtype.name)
+    for role, name in zip(("stationary", "moving"), names):
+        if name not in _PE_INPUTS:
+            fail("nc_matmul", f"TensorE inputs are fp8/bf16/fp16/tf32/fp32", f"{role} dtype {name}", site)
+    if (names[0] in _FP32_FAMILY) != (names[1] in _FP32_FAMILY) and not is_transpose:
+        fail("nc_matmul", "fp32/tf32 inputs combine only with fp32/tf32", f"stationary {names[0]}, moving {names[1]}", site)
+    if {"float8_e4m3", "float8_e4m3fn"} <= set(names):
+        fail("nc_matmul", "float8_e4m3 and float8_e4m3fn cannot be mixed", f"{names}", site)
+    if "float8_e4m3fn" in names and target.nc_version < 4:
+        fail("nc_matmul", "float8_e4m3fn inputs need trn3", f"target {target.name}", site)
+    if is_transpose:
+        return
+    allowed = ("float32", "bfloat16") if target.matmul_bf16_psum else ("float32",)
+    if dst.dtype.name not in allowed:
+        fail("nc_matmul", f"matmul output in PSUM must be {' or '.join(allowed)} on {target.name}",
+             f"dst dtype {dst.dtype.name}", site)
+
+
+def _check_one_bank(instr, site, target, dst):
+    """v2/v3: one matmul output lies within one 2 KiB PSUM bank (PSUM tensors start at a bank)."""
+    if target.matmul_output_spans_banks:
+        return
+    lo, hi = dst.layout().byte_range
+    base = int(dst.alloc.address[1]) if dst.alloc.address is not None else 0
+    bank = target.psum_bank_bytes
+    if (base + lo) // bank != (base + hi - 1) // bank:
+        fail(instr, f"one matmul output must fit in one PSUM bank ({bank} bytes per partition) on {target.name}",
+             f"dst {dst.shape} {dst.dtype.name} spans bytes [{base + lo}, {base + hi})", site)
+
+
+def _flag_view(dst) -> np.ndarray:
+    """The accumulate=None byte mask seen through dst's view, as [M, N] unsigned ints."""
+    itemsize = dst.dtype.itemsize
+    flags = np.ndarray(dst.shape, np.dtype(f"u{itemsize}"), dst.alloc.matmul_flags, dst.offset * itemsize,
+                       tuple(s * itemsize for s in dst.strides))
+    return flags
+
+
+def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_onezero=False, is_transpose=False,
+              accumulate=None, tile_position=(), tile_size=(), perf_mode=matmul_perf_mode.none, name=None):
+    launch, site = current(), kernel_site()
+    target = launch.target
+    dst, stationary, moving = resolve(dst), resolve(stationary), resolve(moving)
+    _check_pe_io("nc_matmul", site, dst, {"stationary": stationary, "moving": moving})
+    double_row = perf_mode == matmul_perf_mode.double_row or perf_mode == "double_row"
+    rows = 2 if double_row else 1
+    k = stationary.shape[0]
+    m = stationary.elems_per_partition // rows
+    n = moving.elems_per_partition // rows
+    if moving.shape[0] != k:
+        fail("nc_matmul", "stationary and moving need the same contraction size K (partition dim)",
+             f"stationary {stationary.shape}, moving {moving.shape}", site)
+    if m > target.gemm_stationary_fmax:
+        fail("nc_matmul", f"stationary free size <= {target.gemm_stationary_fmax} (stationary <= 128x128)",
+             f"stationary {stationary.shape} has free size {m}", site)
+    moving_max = target.matmul_moving_max_bf16 if dst.dtype.name == "bfloat16" else target.matmul_moving_max_fp32
+    if n > moving_max:
+        fail("nc_matmul", f"moving free size <= {moving_max} on {target.name} (moving <= 128x{moving_max})",
+             f"moving {moving.shape} has free size {n}", site)
+    if dst.shape[0] != m or dst.elems_per_partition != n:
+        fail("nc_matmul", "dst must be [M, N] = [stationary free, moving free]",
+             f"dst {dst.shape} for stationary {stationary.shape}, moving {moving.shape}", site)
+    if is_transpose and not target.matmul_transpose:
+        fail("nc_matmul", "is_transpose needs NeuronCore-v3 or later", f"target {target.name}", site)
+    if double_row:
+        if target.nc_version < 3 or not stationary.dtype.name.startswith("float8") or rows != 2 or is_transpose:
+            fail("nc_matmul", "perf_mode=double_row needs trn2+, fp8 inputs shaped [K, 2, F] and no transpose",
+                 f"stationary {stationary.shape} {stationary.dtype.name} on {target.name}", site)
+    _check_matmul_dtypes(site, target, stationary, moving, dst, is_transpose)
+    _check_one_bank("nc_matmul", site, target, dst)
+    reads = {"stationary": stationary, "moving": moving}
+    if is_transpose:
+        _transpose_through_pe(dst, stationary, moving)
+        record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
+               attrs_of(name, None, is_transpose=True, pe_equivalent_macs=k * m * n))
+        return
+    if double_row:
+        product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m), tile_f32(moving).reshape(k, 2, n))
+    else:
+        product = tile_f32(stationary).T @ tile_f32(moving)
+    flags = _flag_view(dst)
+    if accumulate is None:
+        written = flags.reshape(m, n) != 0
+        accumulated = bool(written.any())
+        everywhere = accumulated and bool(written.all())
+    else:
+        accumulated = everywhere = bool(accumulate)
+    if not accumulated:
+        write(dst, product)
+    elif everywhere:
+        if not compute_into(dst, np.add, tile_f32(dst), product):
+            write(dst, tile_f32(dst) + product)
+    else:
+        write(dst, np.where(written, tile_f32(dst) + product, product))
+    flags[...] = np.iinfo(flags.dtype).max
+    record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
+           attrs_of(name, None, accumulate=accumulate, accumulated=accumulated,
+                    perf_mode="double_row" if double_row else "none",
+                    tile_position=list(tile_position) or None, tile_size=list(tile_size) or None),
+           macs=k * m * n * rows, read_back=("dst",) if accumulated else ())
+
+
+def _transpose_through_pe(dst, data, identity):
+    """is_transpose: the PE passes data through, so dst = data.T bit-exactly when moving is an identity."""
+    k = data.shape[0]
+    moving = tile_f32(identity)
+    if moving.shape == (k, k) and np.array_equal(moving, np.eye(k, dtype=np.float32)):
+        values = tile(data).T
+        if dst.dtype.itemsize == 2 and data.dtype.itemsize == 1:
+            dst.np()[...] = values.view(np.uint8).astype(np.uint16).view(dst.dtype.storage).reshape(dst.shape)
+        else:
+            dst.np()[...] = convert(np.ascontiguousarray(values), data.dtype, dst.dtype).reshape(dst.shape)
+    else:
+        write(dst, tile_f32(data).T @ moving)
+
+
+def nc_transpose(dst, data, engine=Engine.unknown, name=None):
+    launch, site = current(), kernel_site()
+    dst, data = resolve(dst), resolve(data)
+    default = "tensor" if data.alloc.kind == "sbuf" and dst.alloc.kind == "psum" else "vector"
+    eng = pick_engine(engine, default)
+    parts, free = data.shape[0], data.elems_per_partition
+    if eng == "tensor":
+        _check_pe_io("nc_transpose", site, dst, {"data": data})
+        limit = launch.target.pmax
+    elif eng == "vector":
+        check_buffers("nc_transpose", eng, site, {"dst": dst, "data": data})
+        limit = launch.target.vector_transpose_max
+    else:
+        fail("nc_transpose", "nc_transpose runs on TensorE or VectorE", f"engine={eng}", site)
+    if parts > limit or free > limit:
+        fail("nc_transpose", f"{eng} engine transposes at most [{limit}, {limit}]", f"data {data.shape}", site)
+    if dst.shape[0] != free or dst.elems_per_partition != parts:
+        fail("nc_transpose", "dst must be data transposed", f"dst {dst.shape} for data {data.shape}", site)
+    if dst.dtype != data.dtype and not (eng == "tensor" and dst.dtype.name == "float32"):
+        fail("nc_transpose", "dst keeps data's dtype", f"data {data.dtype.name}, dst {dst.dtype.name}", site)
+    values = np.ascontiguousarray(tile(data).T)
+    dst.np()[...] = convert(values, data.dtype, dst.dtype).reshape(dst.shape)
+    macs = parts * parts * free if eng == "tensor" else 0
+    record(launch, "nc_transpose", eng, site, {"dst": dst}, {"data": data},
+           attrs_of(name, engine, pe_equivalent_macs=macs or None))
+
+
+def nc_matmul_mx(*args, **kwargs):
+    raise NkiUnsupportedError("nisa.nc_matmul_mx", "MX (microscaling) matmuls are not interpreted")
