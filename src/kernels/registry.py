@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import OmegaConf, ValidationError
@@ -37,6 +37,9 @@ class Variant:
     `reference` is a torch function with the exact numerics the variant must reproduce. `nki` (optional) runs
     the variant's NKI kernel(s) through a `launch` callable chosen by the executor; it takes the same
     arguments as `reference`. Phases not listed in `phases` fall back to the layer's `baseline`.
+    `transpose_weights` asks the model to store this layer's weight matrices transposed relative to their
+    declared (logical) shapes in kernels.types, which stay the same: e.g. torch on the CPU wants
+    [out, in] storage, an NKI kernel loading [in, out] tiles wants the other.
     """
 
     layer: str
@@ -48,7 +51,7 @@ class Variant:
     phases: frozenset[Phase] = ALL_PHASES
     check_shapes: Callable[[LayerShapes, Any], list[str]] | None = None
     test_only: bool = False
-    tags: tuple[str, ...] = field(default=())
+    transpose_weights: bool = False
 
     def make_params(self, overrides: dict[str, Any] | None = None) -> Any:
         """The variant's params with `overrides` applied (type-checked); unknown knobs are an error naming

@@ -44,6 +44,16 @@ class KVCache:
         return self.k[0][0].shape[2]
 
 
+def stored(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """`weight` with its last two dims' storage transposed (same logical shape) when asked."""
+    return weight.mT.contiguous().mT if transposed else weight.contiguous()
+
+
+def _attention_storage(w: AttentionWeights, transposed: bool) -> AttentionWeights:
+    return AttentionWeights(*(stored(getattr(w, n), transposed) for n in ("q_proj", "k_proj", "v_proj", "o_proj")),
+                            q_norm=w.q_norm, k_norm=w.k_norm, eps=w.eps)
+
+
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [B, S, D] as NxDI's RotaryEmbedding: fp32 frequencies, cast to the model dtype."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -71,23 +81,30 @@ class Qwen3Moe:
     def from_checkpoint(
         cls, path: str | Path, kernels: KernelSet, tp_degree: int = 1, dtype: torch.dtype = torch.bfloat16
     ) -> Qwen3Moe:
+        """Weights sharded per rank and stored as each slot's selected variant prefers."""
         dims = ModelDims.from_checkpoint(path)
         tp = TensorParallel(dims, tp_degree)
         ranks = range(tp.degree)
+        transposed = {layer: slot.variant.transpose_weights for layer, slot in kernels.slots.items()}
         layers = []
-        for _, stored in iter_layers(path, dims):
-            full = stored.cast(dtype)
+        for _, on_disk in iter_layers(path, dims):
+            full = on_disk.cast(dtype)
+            experts = [tp.experts(full, r) for r in ranks]
             layers.append(
                 RankedLayer(
                     input_norm=full.input_norm,
                     post_attention_norm=full.post_attention_norm,
                     router=full.router,
-                    attention=[tp.attention(full, r, dims.rms_norm_eps) for r in ranks],
-                    experts=[tp.experts(full, r) for r in ranks],
+                    attention=[_attention_storage(tp.attention(full, r, dims.rms_norm_eps), transposed["attention"])
+                               for r in ranks],
+                    experts=[ExpertWeights(stored(e.gate_up, transposed["experts"]), stored(e.down, transposed["experts"]))
+                             for e in experts],
                 )
             )
+            del full, experts
         embed, final_norm, lm_head = (t.to(dtype) for t in load_globals(path))
-        return cls(dims, tp, kernels, dtype, embed, layers, final_norm, [tp.lm_head(lm_head, r) for r in ranks])
+        heads = [stored(tp.lm_head(lm_head, r), transposed["lm_head"]) for r in ranks]
+        return cls(dims, tp, kernels, dtype, embed, layers, final_norm, heads)
 
     def with_kernels(self, kernels: KernelSet) -> Qwen3Moe:
         """The same weights behind another kernel set (no copy)."""

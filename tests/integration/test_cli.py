@@ -92,3 +92,14 @@ def test_ctrl_c_marks_the_run_killed_and_keeps_artifacts(tracking, tmp_path):
     assert stages == {"compile": "FINISHED", "accuracy": "FINISHED", "latency": "KILLED"}
     logged = {p.name for p in Path(tracking["artifact_root"]).rglob("*") if p.is_file()}
     assert {"plan.json", "report.json", "pipeline.log"} <= logged
+
+
+def test_help_lists_groups_variants_and_stages(tracking, tmp_path):
+    result = run_pipeline(["--help"], tracking, tmp_path)
+    assert result.returncode == 0
+    text = result.stdout
+    assert "model: qwen3_30b_a3b, qwen3_30b_a3b_slice, qwen3_moe_tiny" in text
+    for layer in ("norm", "attention", "router", "experts", "lm_head"):
+        assert f"  {layer}:" in text
+    assert "perturbed" in text and "(test only)" in text
+    assert "compile, accuracy, latency, profile, score" in text

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.registry import Variant, register
+from kernels.torch_ops import matmul
 from kernels.types import ExpertWeights
 
 SELECTIVE_LOADING_THRESHOLD = 1.0  # NxD model_utils.DEFAULT_SELECTIVE_LOADING_THRESHOLD
@@ -21,8 +22,8 @@ SELECTIVE_LOADING_THRESHOLD = 1.0  # NxD model_utils.DEFAULT_SELECTIVE_LOADING_T
 
 def expert_mlp(x: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
     """One expert on tokens x [n, H]: gate_up [H, 2I], down [I, H] -> [n, H], rounding after every op."""
-    gate, up = (x @ gate_up).chunk(2, dim=-1)
-    return (F.silu(gate) * up) @ down
+    gate, up = matmul(x, gate_up).chunk(2, dim=-1)
+    return matmul(F.silu(gate) * up, down)
 
 
 def uses_selective_loading(tokens: int, top_k: int, experts: int) -> bool:
@@ -60,7 +61,8 @@ register(
     Variant(
         layer="experts",
         name="baseline",
-        summary="torch; NxD ExpertMLPsV2 numerics (selective loading in decode, ascending-expert accumulation in prefill)",
+        summary="NxD ExpertMLPsV2 numerics (selective loading in decode, ascending-expert accumulation in prefill)",
         reference=experts_reference,
+        transpose_weights=True,
     )
 )

@@ -29,7 +29,7 @@ register(
     Variant(
         layer="lm_head",
         name="perturbed",
-        summary="test only: baseline logits times (1 + 5% noise); must fail the accuracy gate",
+        summary="baseline logits times (1 + 5% noise); must fail the accuracy gate",
         reference=perturbed_reference,
         params=PerturbedParams,
         test_only=True,

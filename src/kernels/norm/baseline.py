@@ -29,7 +29,7 @@ register(
     Variant(
         layer="norm",
         name="baseline",
-        summary="torch; NxDI CustomRMSNorm numerics (fp32 normalise and weight multiply, one rounding)",
+        summary="NxDI CustomRMSNorm numerics (fp32 normalise and weight multiply, one rounding)",
         reference=norm_reference,
     )
 )

@@ -27,7 +27,7 @@ register(
     Variant(
         layer="router",
         name="baseline",
-        summary="torch; NxDI router numerics (fp32 logits, softmax, top-k, bf16 cast, then L1 normalise)",
+        summary="NxDI router numerics (fp32 logits, softmax, top-k, bf16 cast, then L1 normalise)",
         reference=router_reference,
     )
 )

@@ -21,7 +21,11 @@ def project_root() -> str:
 def register() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", project_root)
-    ConfigStore.instance().store(name="pipeline_schema", node=PipelineConf)
+    from pipeline.config.help import help_config
+
+    store = ConfigStore.instance()
+    store.store(name="pipeline_schema", node=PipelineConf)
+    store.store(group="hydra/help", name="pipeline_help", node=help_config())
 
 
 register()
