@@ -52,6 +52,7 @@ class Variant:
     check_shapes: Callable[[LayerShapes, Any], list[str]] | None = None
     test_only: bool = False
     transpose_weights: bool = False
+    rtol: float = 0.0  # NKI kernel vs reference, max mode: |out - ref| <= rtol * max|ref| (0: bit-exact)
 
     def make_params(self, overrides: dict[str, Any] | None = None) -> Any:
         """The variant's params with `overrides` applied (type-checked); unknown knobs are an error naming

@@ -1,2 +1,2 @@
 """RMSNorm variants (input, post-attention and final norms; q/k norms belong to attention)."""
-from kernels.norm import baseline  # noqa: F401
+from kernels.norm import baseline, nki_rmsnorm  # noqa: F401

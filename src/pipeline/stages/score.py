@@ -24,7 +24,7 @@ def contest_score(accuracy: float, base_latency: float, latency: float, throughp
 def nki_mac_ratio(job: Job) -> float:
     """NKI MACs over all MACs of the model; 0 while every layer runs torch."""
     compiled = job.results.get("compile")
-    return float(compiled.data.get("nki_mac_ratio", 0.0)) if compiled and isinstance(compiled.data, dict) else 0.0
+    return float(compiled.data["nki_mac_ratio"]) if compiled else 0.0
 
 
 def _lookup_baseline(job: Job) -> tuple[dict[int, dict[str, float]], str] | None:
