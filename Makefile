@@ -30,7 +30,7 @@ ui: setup
 		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlruns
 
 bench: setup
-	$(PY) -m pipeline.bench $(ARGS)
+	$(PY) benchmarks/run.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -5,7 +5,8 @@ load (`tokens * top_k / experts`, threshold 1.0):
 - selective loading (decode, tiny prefill): per token, the top-k expert outputs are scaled by their
   affinities in the model dtype and summed in one reduction (fp32 inside, one rounding);
 - all-experts / blockwise (prefill): experts are visited in ascending index order and each scaled output is
-  added to a model-dtype accumulator, rounding after every add.
+  added to a model-dtype accumulator, rounding after every add (so each token sums its experts' scaled
+  outputs in ascending expert order, rounding after every add).
 Each expert is `down(silu(gate) * up)` with model-dtype rounding after every op.
 """
 from __future__ import annotations
@@ -26,25 +27,41 @@ def expert_mlp(x: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> to
     return matmul(F.silu(gate) * up, down)
 
 
+def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: ExpertWeights) -> torch.Tensor:
+    """expert_mlp for consecutive row groups, group i through expert experts[i]: per-expert products,
+    element-wise ops once over all rows (the same roundings, far fewer torch calls)."""
+    chunks = rows.split(counts)
+    gate, up = torch.cat([matmul(c, w.gate_up[e]) for e, c in zip(experts, chunks)]).chunk(2, dim=-1)
+    hidden = (F.silu(gate) * up).split(counts)
+    return torch.cat([matmul(h, w.down[e]) for e, h in zip(experts, hidden)])
+
+
 def uses_selective_loading(tokens: int, top_k: int, experts: int) -> bool:
     return tokens * top_k / experts < SELECTIVE_LOADING_THRESHOLD
 
 
 def _selective(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights) -> torch.Tensor:
+    top_k = index.shape[1]
     rows = []
-    for t in range(x.shape[0]):
-        token = x[t : t + 1]
-        outputs = torch.cat([expert_mlp(token, w.gate_up[e], w.down[e]) for e in index[t].tolist()])
+    for t, chosen in enumerate(index.tolist()):
+        outputs = _grouped_mlp(x[t : t + 1].expand(top_k, -1), chosen, [1] * top_k, w)
         rows.append((outputs * affinities[t].unsqueeze(1)).sum(dim=0))
     return torch.stack(rows)
 
 
 def _ascending(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights) -> torch.Tensor:
-    out = torch.zeros_like(x)
-    for e in torch.unique(index).tolist():
-        token, slot = torch.nonzero(index == e, as_tuple=True)
-        scaled = expert_mlp(x[token], w.gate_up[e], w.down[e]) * affinities[token, slot].unsqueeze(1)
-        out.index_add_(0, token, scaled)
+    tokens, top_k = index.shape
+    flat = index.flatten()
+    order = torch.argsort(flat, stable=True)  # assignments grouped by expert
+    experts, counts = torch.unique_consecutive(flat[order], return_counts=True)
+    outputs = _grouped_mlp(x[order // top_k], experts.tolist(), counts.tolist(), w)
+    scaled = torch.empty_like(outputs)
+    scaled[order] = outputs * affinities.flatten()[order].unsqueeze(1)
+    ascending = index.argsort(dim=1).unsqueeze(2).expand(-1, -1, x.shape[1])
+    contributions = scaled.view(tokens, top_k, -1).gather(1, ascending)
+    out = contributions[:, 0]  # = 0 + first contribution, exactly
+    for slot in range(1, top_k):
+        out = out + contributions[:, slot]
     return out
 
 
