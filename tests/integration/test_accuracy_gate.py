@@ -39,3 +39,21 @@ def test_perturbed_lm_head_fails_against_baseline(tiny_by_degree):
     baseline = tiny_by_degree[1]
     perturbed = baseline.with_kernels(KernelSet.from_choices({"lm_head": "perturbed"}))
     assert not gate(baseline, perturbed, contest_prompt_ids()[0])
+
+
+def test_bf16_passes_the_contest_gate_against_transformers(tracking, tmp_path):
+    """Our NxDI-numerics model against Hugging Face's on the same weights, through the accuracy stage."""
+    from pipeline.runner import prepare, run_job
+    from tests.conftest import compose_config, tracking_overrides
+    from tests.integration.cli import children, job_runs
+
+    overrides = ["workload=contest", "accuracy.reference=transformers", "accuracy.num_tokens_to_check=16",
+                 "stages=[accuracy]", *tracking_overrides(tracking)]
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = compose_config(overrides, out)
+    run_job(cfg, prepare(cfg, out), overrides)
+    (job,) = job_runs(tracking)
+    assert job.data.metrics["accuracy.passed"] == 1.0 and job.data.tags["accuracy.reference"] == "transformers"
+    (stage,) = children(tracking, job.info.run_id)
+    assert [stage.data.metrics[f"p{i}.passed"] for i in range(5)] == [1.0] * 5
