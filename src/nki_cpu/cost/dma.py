@@ -1,0 +1,183 @@
+"""DMA instructions: how a transfer splits over the 16 DMA engines, what each part costs, and the
+HBM bandwidth that all DMA engines of a logical core share.
+
+Queue policy (DMA-OV): each of the 16 DMA engines serves 8 SBUF partitions, so a transfer is split
+over the engines whose partitions its SBUF/PSUM side touches, in proportion to the partitions: a
+[128, F] load uses all 16 engines, a [1, F] load engine 0 only. Every engine works through its queue
+in program order. HBM -> HBM copies have no partition side and are spread evenly over all 16
+engines (an assumption; DMA-OV only says a transfer is "parallelized up to 16 DMA engines,
+depending on the shape").
+
+One engine's part takes `runs x descriptor_ns + bytes / rate`, starting no earlier than
+`dma_fixed_latency_ns` after the instruction's inputs are ready (trigger, descriptor and
+semaphore latency, DMA-BW); the latency overlaps earlier transfers on the queue.
+- runs: contiguous pieces of the more fragmented side. Per-descriptor cost models the documented
+  small-transfer penalty (DMA-BW: <256 B per partition is overhead-bound, >=4 KiB saturates) and
+  strided access (an HBM side whose innermost stride exceeds the element size moves one element
+  per run).
+- rate: the engine's raw rate times a per-op throughput factor (`THROUGHPUT`).
+- bytes that touch HBM also draw on the logical core's HBM bandwidth through `HbmLedger`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..dtypes import ALL_DTYPES
+from ..trace import Instruction, Operand
+from .hardware import Hardware
+
+HBM_LEDGER_BIN_NS = 100.0   # resolution of the shared-bandwidth bookkeeping
+
+
+@dataclass(frozen=True)
+class DmaPart:
+    queue: int        # DMA engine (queue) index, 0..15
+    nbytes: float     # bytes this engine moves
+    runs: float       # contiguous runs (descriptors) it handles
+
+
+@dataclass(frozen=True)
+class DmaPlan:
+    parts: tuple[DmaPart, ...]
+    rate: float             # bytes/ns one engine streams for this instruction
+    hbm_per_byte: float     # HBM traffic per byte moved: 0 (SBUF -> SBUF), 1, 2 (HBM -> HBM) ...
+    documented: bool
+
+
+def plan_dma(ins: Instruction, hw: Hardware) -> DmaPlan:
+    factor = THROUGHPUT.get(ins.op)
+    data = [o for o in ins.operands if o.role != "index"]
+    moved = float(ins.dma_bytes)
+    runs = max(_runs(o) for o in data) if data else 1.0
+    shares = _queue_shares(ins, hw)
+    parts = tuple(DmaPart(q, moved * share, runs * share) for q, share in shares)
+    rate = hw.dma_raw_bytes_per_ns * (factor(ins, hw) if factor else 1.0)
+    return DmaPlan(parts, rate, _hbm_bytes(ins, data) / moved if moved else 0.0, factor is not None)
+
+
+# --- splitting over engines -------------------------------------------------------------------------
+
+def _on_chip_partitions(ins: Instruction) -> tuple[int, int] | None:
+    """Partition range of the SBUF/PSUM data side (dst first); index operands do not count."""
+    if ins.writes and ins.writes[0].buffer != "hbm":
+        return ins.writes[0].partitions
+    for operand, region in zip(ins.operands[1:], ins.reads):   # non-dst operands align with reads
+        if operand.role != "index" and region.buffer != "hbm":
+            return region.partitions
+    return None
+
+
+def _queue_shares(ins: Instruction, hw: Hardware) -> list[tuple[int, float]]:
+    """(engine, fraction of the transfer) pairs by the queue policy of the module docstring."""
+    span = _on_chip_partitions(ins)
+    if span is None:
+        return [(q, 1.0 / hw.dma_engines) for q in range(hw.dma_engines)]
+    lo, hi = span
+    per = hw.partitions_per_dma_engine
+    total = hi - lo
+    return [(q, (min(hi, (q + 1) * per) - max(lo, q * per)) / total)
+            for q in range(lo // per, (hi - 1) // per + 1)]
+
+
+# --- fragmentation and traffic -----------------------------------------------------------------------
+
+_ITEMSIZE = {name: dtype.itemsize for name, dtype in ALL_DTYPES.items()}
+
+
+def _itemsize(o: Operand) -> int:
+    return _ITEMSIZE[o.dtype]
+
+
+def _runs(o: Operand) -> float:
+    """Contiguous pieces of one side: one per partition for a dense on-chip tile; otherwise one per
+    innermost row, or one per element when the innermost stride skips memory."""
+    if o.buffer != "hbm" and o.contiguous:
+        return float(o.partitions)
+    elems = o.partitions * o.free_elems
+    if o.inner_stride_bytes > _itemsize(o):
+        return float(elems)
+    dims = o.shape[1:] if o.buffer != "hbm" else o.shape
+    row = next((d for d in reversed(dims) if d > 1), 1)
+    return elems / row
+
+
+def _hbm_bytes(ins: Instruction, data: list[Operand]) -> float:
+    """HBM bytes read and written: every HBM data side, plus the dst again when it is also read."""
+    if not data or not ins.dma_bytes:
+        return 0.0
+    elements = ins.dma_bytes / _itemsize(data[0])
+    total = sum(elements * _itemsize(o) for o in data if o.buffer == "hbm")
+    dst_alloc = ins.writes[0].alloc
+    if data[0].buffer == "hbm" and any(r.alloc == dst_alloc for r in ins.reads):
+        total += elements * _itemsize(data[0])
+    return total
+
+
+# --- throughput factors per op -------------------------------------------------------------------
+
+ThroughputFactor = Callable[[Instruction, Hardware], float]
+
+
+def _compute_factor(ins: Instruction, hw: Hardware) -> float:
+    """dma_compute: ~50% of copy throughput; full rate into SBUF on NC-v4 (ARCH4)."""
+    into_sbuf = ins.writes[0].buffer == "sbuf"
+    return 1.0 if hw.dma_compute_sbuf_full_rate and into_sbuf else hw.dma_compute_factor
+
+
+def _copy_factor(ins: Instruction, hw: Hardware) -> float:
+    """dma_copy at full rate; the 0.2 dst_rmw_op form is a dma_compute."""
+    return _compute_factor(ins, hw) if ins.attrs.get("dst_rmw_op") else 1.0
+
+
+def _transpose_factor(ins: Instruction, hw: Hardware) -> float:
+    """dma_transpose: up to 90% of copy throughput from HBM, 50% SBUF -> SBUF (ARCH3)."""
+    from_hbm = any(o.buffer == "hbm" for o in ins.operands[1:] if o.role != "index")
+    return hw.dma_transpose_hbm_factor if from_hbm else hw.dma_transpose_sbuf_factor
+
+
+THROUGHPUT: dict[str, ThroughputFactor] = {
+    "dma_copy": _copy_factor,
+    "dma_transpose": _transpose_factor,
+    "dma_compute": _compute_factor,
+}
+
+
+# --- shared HBM bandwidth ------------------------------------------------------------------------
+
+class HbmLedger:
+    """HBM bandwidth of one logical core, shared by the DMA engines of all its physical cores.
+
+    Time is cut into bins of `bin_ns`; each bin holds bandwidth x bin_ns bytes. A transfer, booked in
+    program order, takes at most its own rate and what is left in each bin it crosses, and ends no
+    earlier than the bin's booked bytes could have been served at full bandwidth. So the bytes done
+    by time t never exceed bandwidth x t: parallel queues cannot beat HBM (to one bin's resolution
+    for individual transfers, exactly for the kernel end).
+    """
+
+    def __init__(self, bytes_per_ns: float, bin_ns: float = HBM_LEDGER_BIN_NS):
+        self.bytes_per_ns = bytes_per_ns
+        self.bin_ns = bin_ns
+        self._capacity = bytes_per_ns * bin_ns
+        self._left: list[float] = []
+
+    def transfer(self, start: float, nbytes: float, rate: float) -> float:
+        """End time of moving `nbytes` of HBM traffic at up to `rate` bytes/ns from `start`."""
+        if nbytes <= 0:
+            return start
+        bin_ns, left_in_bins = self.bin_ns, self._left
+        t, left = start, nbytes
+        while True:
+            k = int(t // bin_ns)
+            if k >= len(left_in_bins):
+                left_in_bins.extend([self._capacity] * (k + 1 - len(left_in_bins) + 1024))
+            room = left_in_bins[k]
+            take = min(room, rate * ((k + 1) * bin_ns - t))
+            if take >= left:
+                left_in_bins[k] = room - left
+                served = (self._capacity - left_in_bins[k]) / self.bytes_per_ns
+                return max(t + left / rate, k * bin_ns + served)
+            left_in_bins[k] = room - take
+            left -= take
+            t = (k + 1) * bin_ns
