@@ -56,6 +56,10 @@ class Hardware:
     exponential_speedup: float
     # DMA read-add-write (dma_compute) into SBUF at full copy rate on NC-v4 (ARCH4); 50% before.
     dma_compute_sbuf_full_rate: bool
+    # Fastest low-precision TensorE mode relative to BF16, for roofline plots: Trn2 FP8 double-row 2x
+    # (ARCH3: 158 vs 79 TFLOPS), Trn3 MXFP8/MXFP4 4x (ARCH4: 315 vs 79 TFLOPS).
+    low_precision_name: str
+    low_precision_speedup: float
 
     # --- shared by trn2 and trn3 ---
     # TensorE is a 128 x 128 systolic array (ARCH2); 2 FLOP per MAC.
@@ -133,11 +137,13 @@ HARDWARE: dict[str, Hardware] = {
         name="trn2", tensor_ghz=2.4, vector_ghz=0.96, scalar_ghz=1.2, gpsimd_ghz=1.2,
         dma_raw_bytes_per_ns=27.2, dma_table_bytes_per_ns=23.0, hbm_chip_bytes_per_ns=2900.0,
         scalar_copy_speedup=1.0, exponential_speedup=4.0, dma_compute_sbuf_full_rate=False,
+        low_precision_name="FP8 double-row", low_precision_speedup=2.0,
     ),
     "trn3": Hardware(
         name="trn3", tensor_ghz=2.4, vector_ghz=1.2, scalar_ghz=1.2, gpsimd_ghz=1.2,
         dma_raw_bytes_per_ns=38.4, dma_table_bytes_per_ns=33.0, hbm_chip_bytes_per_ns=4900.0,
         scalar_copy_speedup=2.0, exponential_speedup=4.0, dma_compute_sbuf_full_rate=True,
+        low_precision_name="MXFP8/MXFP4", low_precision_speedup=4.0,
     ),
 }
 

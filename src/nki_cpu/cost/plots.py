@@ -58,11 +58,11 @@ def plot_roofline(points: Iterable[RooflinePoint], target: str, path: str | os.P
     points = list(points)
     bandwidth = hw.hbm_bytes_per_ns(lnc) * 1e9
     roofs = {"BF16 peak": hw.peak_flops_per_ns(lnc) * 1e9,
-             "FP8 double-row peak": hw.peak_flops_per_ns(lnc, "float8_e4m3", double_row=True) * 1e9,
+             f"{hw.low_precision_name} peak": hw.peak_flops_per_ns(lnc) * hw.low_precision_speedup * 1e9,
              "FP32 peak": hw.peak_flops_per_ns(lnc, "float32") * 1e9}
     finite = [p.intensity for p in points if 0 < p.intensity < float("inf")]
     lo = min(finite + [0.1]) / 4
-    hi = max(finite + [4 * roofs["FP8 double-row peak"] / bandwidth]) * 4
+    hi = max(finite + [4 * max(roofs.values()) / bandwidth]) * 4
     figure = _figure((8, 5.5))
     axes = figure.add_subplot()
     for (name, peak), style in zip(roofs.items(), ("-", "--", ":")):

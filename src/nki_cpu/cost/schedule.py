@@ -5,7 +5,8 @@ parallel, each in program order. An instruction starts when its engine (every qu
 DMA) is free and the instructions it conflicts with on memory (`dependencies.py`) are done.
 "Done" is when results are visible: a compute instruction occupies its engine for `busy_ns` and is
 done `latency_ns` later; a DMA part starts `dma_fixed_latency_ns` after its inputs are ready and is
-done when its bytes have moved (`dma.py`).
+done when its bytes have moved (`dma.py`), its queue's HBM share being the logical core's HBM
+bandwidth split evenly over the DMA queues of the physical cores in use.
 
 Program instances of an SPMD grid run on the lnc physical cores of the logical core, instance k on
 core k % lnc (LNC); they share that logical core's HBM bandwidth.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from ..trace import Instruction, Trace
 from .dependencies import DependencyTracker
-from .dma import HbmLedger, plan_dma
+from .dma import part_ns, plan_dma
 from .hardware import Hardware
 from .instructions import compute_cost
 
@@ -73,7 +74,7 @@ def schedule(trace: Trace, hw: Hardware, lnc: int) -> Schedule:
     prefix = (lambda core: f"core{core}.") if cores_used > 1 else (lambda core: "")
     engines = COMPUTE_ENGINES + tuple(f"dma{q}" for q in range(hw.dma_engines))
     tracks = [prefix(core) + name for core in range(cores_used) for name in engines]
-    state = _State(hw, tracks, HbmLedger(hw.hbm_bytes_per_ns(lnc)))
+    state = _State(hw, tracks, hw.hbm_bytes_per_ns(lnc) / (hw.dma_engines * cores_used))
     placed = []
     for ins in trace.instructions:
         track_prefix = prefix(instances[ins.program_id] % lnc)
@@ -83,9 +84,9 @@ def schedule(trace: Trace, hw: Hardware, lnc: int) -> Schedule:
 
 
 class _State:
-    def __init__(self, hw: Hardware, tracks: list[str], ledger: HbmLedger):
+    def __init__(self, hw: Hardware, tracks: list[str], hbm_share: float):
         self.hw = hw
-        self.ledger = ledger
+        self.hbm_share = hbm_share                  # HBM bytes/ns available to one DMA queue
         self.deps = DependencyTracker()
         self.free = {t: 0.0 for t in tracks}       # when each track is next free
         self.last = {t: None for t in tracks}      # index of its last instruction
@@ -131,12 +132,7 @@ class _State:
         for part in plan.parts:
             track = f"{prefix}dma{part.queue}"
             start, part_waited, part_kind = self._claim(track, earliest, cause)
-            data_start = start + part.runs * self.hw.dma_descriptor_ns
-            hbm = part.nbytes * plan.hbm_per_byte
-            if hbm:
-                end = self.ledger.transfer(data_start, hbm, plan.rate * plan.hbm_per_byte)
-            else:
-                end = data_start + part.nbytes / plan.rate
+            end = start + part_ns(part, plan, self.hw, self.hbm_share)
             pieces.append(self._occupy(track, ins.seq, start, end))
             if end >= last_end:
                 last_end, waited, kind = end, part_waited, part_kind

@@ -81,16 +81,19 @@ def four_engines_kernel(x, chained):
 
 @nki.jit
 def stream_copy_kernel(a):
-    """Copy a [R, C] HBM tensor through SBUF in [128, C] tiles; SPMD instances split the rows."""
+    """Copy a [R, C] HBM tensor through SBUF in [128, C] tiles: every load first, then every store, so
+    the DMA queues stream back to back. SPMD instances split the rows."""
     rows, cols = a.shape
     out = nl.ndarray((rows, cols), dtype=a.dtype, buffer=nl.shared_hbm)
     share = rows // nl.num_programs(0)
     first = nl.program_id(0) * share
+    tiles = []
     for r in nl.affine_range(share // 128):
-        r0 = first + r * 128
         tile = nl.ndarray((128, cols), dtype=a.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=tile, src=a[r0:r0 + 128, :])
-        nisa.dma_copy(dst=out[r0:r0 + 128, :], src=tile)
+        nisa.dma_copy(dst=tile, src=a[first + r * 128:first + (r + 1) * 128, :])
+        tiles.append(tile)
+    for r, tile in enumerate(tiles):
+        nisa.dma_copy(dst=out[first + r * 128:first + (r + 1) * 128, :], src=tile)
     return out
 
 
@@ -123,8 +126,9 @@ def trace_of(instructions, target="trn2") -> Trace:
                  raw_instructions=[tuple(getattr(i, f) for f in Instruction.__slots__) for i in instructions])
 
 
-def vector_copy(seq, dst_alloc, src_alloc, elems=512, dst_bytes=(0, 2048), src_bytes=(0, 2048)) -> Instruction:
-    """A [128, elems] fp32 VectorE tensor_copy from src_alloc to dst_alloc."""
-    return instruction(seq, "tensor_copy", "vector",
+def tile_copy(seq, dst_alloc, src_alloc, engine="vector", elems=512, dst_bytes=(0, 2048),
+              src_bytes=(0, 2048)) -> Instruction:
+    """A [128, elems] fp32 tensor_copy from src_alloc to dst_alloc."""
+    return instruction(seq, "tensor_copy", engine,
                        [operand("dst", (128, elems)), operand("src", (128, elems))],
                        reads=[region(src_alloc, src_bytes)], writes=[region(dst_alloc, dst_bytes)])
