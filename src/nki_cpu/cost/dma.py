@@ -27,14 +27,13 @@ semaphore latency, DMA-BW); the latency overlaps earlier transfers on the queue.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from ..dtypes import ALL_DTYPES
 from ..trace import Instruction, Operand
-from .hardware import Hardware
+from .hardware import Hardware, itemsize
 
-@dataclass(frozen=True)
-class DmaPart:
+
+class DmaPart(NamedTuple):
     queue: int        # DMA engine (queue) index, 0..15
     nbytes: float     # bytes this engine moves
     runs: float       # contiguous runs (descriptors) it handles
@@ -56,6 +55,7 @@ def part_ns(part: DmaPart, plan: DmaPlan, hw: Hardware, hbm_share: float) -> flo
 
 
 def plan_dma(ins: Instruction, hw: Hardware) -> DmaPlan:
+    """Split a DMA instruction over its queues, with its descriptor runs, rate and HBM traffic."""
     factor = THROUGHPUT.get(ins.op)
     data = [o for o in ins.operands if o.role != "index"]
     moved = float(ins.dma_bytes)
@@ -92,20 +92,13 @@ def _queue_shares(ins: Instruction, hw: Hardware) -> list[tuple[int, float]]:
 
 # --- fragmentation and traffic -----------------------------------------------------------------------
 
-_ITEMSIZE = {name: dtype.itemsize for name, dtype in ALL_DTYPES.items()}
-
-
-def _itemsize(o: Operand) -> int:
-    return _ITEMSIZE[o.dtype]
-
-
 def _runs(o: Operand) -> float:
     """Contiguous pieces of one side: one per partition for a dense on-chip tile; otherwise one per
     innermost row, or one per element when the innermost stride skips memory."""
     if o.buffer != "hbm" and o.contiguous:
         return float(o.partitions)
     elems = o.partitions * o.free_elems
-    if o.inner_stride_bytes > _itemsize(o):
+    if o.inner_stride_bytes > itemsize(o.dtype):
         return float(elems)
     dims = o.shape[1:] if o.buffer != "hbm" else o.shape
     row = next((d for d in reversed(dims) if d > 1), 1)
@@ -116,11 +109,11 @@ def _hbm_bytes(ins: Instruction, data: list[Operand]) -> float:
     """HBM bytes read and written: every HBM data side, plus the dst again when it is also read."""
     if not data or not ins.dma_bytes:
         return 0.0
-    elements = ins.dma_bytes / _itemsize(data[0])
-    total = sum(elements * _itemsize(o) for o in data if o.buffer == "hbm")
+    elements = ins.dma_bytes / itemsize(data[0].dtype)
+    total = sum(elements * itemsize(o.dtype) for o in data if o.buffer == "hbm")
     dst_alloc = ins.writes[0].alloc
     if data[0].buffer == "hbm" and any(r.alloc == dst_alloc for r in ins.reads):
-        total += elements * _itemsize(data[0])
+        total += elements * itemsize(data[0].dtype)
     return total
 
 

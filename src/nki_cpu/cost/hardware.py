@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..dtypes import ALL_DTYPES
 from ..targets import resolve_target
 
 # Trace dtype names that engines treat as 16-bit floats (the performance-mode condition, ARCH3).
 SIXTEEN_BIT_FLOATS = frozenset({"bfloat16", "float16"})
+_ITEMSIZE = {name: dtype.itemsize for name, dtype in ALL_DTYPES.items()}
 
 # DMA-OV Example 1: one Trn2 DMA engine moved A[4, 4096] bf16 (4 partitions x 8 KiB) HBM -> SBUF in
 # 1416 ns. We calibrate the per-descriptor cost so that 8 KiB runs reach the DMA-BW table rate.
@@ -148,6 +150,11 @@ HARDWARE: dict[str, Hardware] = {
 }
 
 SUPPORTED_LNC = (1, 2)   # LNC: only LNC=1 and LNC=2 exist; LNC=2 is the default
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a trace dtype name."""
+    return _ITEMSIZE[dtype]
 
 
 def hardware(target: str) -> Hardware:

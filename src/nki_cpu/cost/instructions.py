@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..trace import Instruction, Operand
-from .hardware import SIXTEEN_BIT_FLOATS, Hardware
+from .hardware import SIXTEEN_BIT_FLOATS, Hardware, itemsize
 
 CycleFormula = Callable[[Instruction, Hardware], float]
 
@@ -62,12 +62,7 @@ def _role(ins: Instruction, role: str) -> Operand:
 
 
 def _dense_inner(o: Operand) -> bool:
-    return o.free_elems <= 1 or o.contiguous or o.inner_stride_bytes <= _itemsize(o)
-
-
-def _itemsize(o: Operand) -> int:
-    elems = o.partitions * o.free_elems
-    return o.nbytes // elems if elems else 0
+    return o.free_elems <= 1 or o.contiguous or o.inner_stride_bytes <= itemsize(o.dtype)
 
 
 def _stride_slowdown(ins: Instruction, hw: Hardware) -> float:
@@ -224,7 +219,7 @@ def _local_gather(ins: Instruction, hw: Hardware) -> float:
     k = ins.attrs.get("num_elem_per_idx", 1)
     valid = ins.attrs.get("num_valid_indices", 1)
     t = 4
-    c = ((28 + t * k) / (t * k)) / min(4 / _itemsize(_role(ins, "src_buffer")), k)
+    c = ((28 + t * k) / (t * k)) / min(4 / itemsize(_role(ins, "src_buffer").dtype), k)
     return hw.gpsimd_start_cycles + valid * k / c
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..trace import Instruction, Trace
 from .dependencies import DependencyTracker
@@ -30,8 +31,7 @@ from .instructions import compute_cost
 COMPUTE_ENGINES = ("tensor", "vector", "scalar", "gpsimd")
 
 
-@dataclass(frozen=True)
-class Slice:
+class Slice(NamedTuple):
     """A stretch of time one engine or DMA queue spends on one instruction."""
 
     track: str
@@ -39,7 +39,7 @@ class Slice:
     end: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ScheduledInstruction:
     index: int                 # position in the trace (Instruction.seq)
     op: str
