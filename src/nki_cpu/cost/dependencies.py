@@ -8,6 +8,10 @@ writer and its latest-finishing reader since. A write removes the slots it fully
 conflicts with them later conflicts with the new write, which finishes after them). Lookups visit
 only slots whose byte range can overlap (slots sorted by start, bounded by the widest slot), so the
 work per access is proportional to the live boxes it overlaps, not to the trace length.
+
+Chains: an instruction recorded with a `chain` time lets a later chained instruction that
+conflicts with it start at that time instead of waiting for it to be done (TensorE matmuls
+accumulating into one PSUM tile, which pipeline; see `schedule.py`).
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ Box = tuple[int, int, int, int]   # byte lo, byte hi, partition lo, partition hi
 
 
 class _Slot:
-    __slots__ = ("writer", "writer_done", "reader", "reader_done")
+    __slots__ = ("writer", "writer_done", "writer_chain", "reader", "reader_done", "reader_chain")
 
     def __init__(self) -> None:
         self.writer: int | None = None
         self.writer_done = 0.0
+        self.writer_chain: float | None = None
         self.reader: int | None = None
         self.reader_done = 0.0
+        self.reader_chain: float | None = None
 
 
 class _AllocationLog:
@@ -60,6 +66,14 @@ class _AllocationLog:
         del self.order[bisect.bisect_left(self.order, box)]
 
 
+def _writer_time(slot: _Slot, chained: bool) -> float:
+    return slot.writer_chain if chained and slot.writer_chain is not None else slot.writer_done
+
+
+def _reader_time(slot: _Slot, chained: bool) -> float:
+    return slot.reader_chain if chained and slot.reader_chain is not None else slot.reader_done
+
+
 def _box(region: Region) -> Box:
     return (region.byte_range[0], region.byte_range[1], region.partitions[0], region.partitions[1])
 
@@ -77,30 +91,32 @@ class DependencyTracker:
             log = self._logs[region.alloc] = _AllocationLog()
         return log
 
-    def wait_for(self, ins: Instruction) -> tuple[float, int | None]:
-        """(time all conflicting earlier instructions are done, index of the latest of them)."""
+    def wait_for(self, ins: Instruction, chained: bool = False) -> tuple[float, int | None]:
+        """(time all conflicting earlier instructions are done, index of the latest of them). A
+        `chained` instruction waits only for the chain time of chained writers."""
         ready, cause = 0.0, None
         reads, writes = [], []
         for region in ins.reads:
             log, box = self._log(region), _box(region)
             reads.append((log, box))
             for _, slot in log.overlapping(box):
-                if slot.writer is not None and slot.writer_done > ready:
-                    ready, cause = slot.writer_done, slot.writer
+                if slot.writer is not None and _writer_time(slot, chained) > ready:
+                    ready, cause = _writer_time(slot, chained), slot.writer
         for region in ins.writes:
             log, box = self._log(region), _box(region)
             overlaps = log.overlapping(box)
             writes.append((log, box, overlaps))
             for _, slot in overlaps:
-                if slot.writer is not None and slot.writer_done > ready:
-                    ready, cause = slot.writer_done, slot.writer
-                if slot.reader is not None and slot.reader_done > ready:
-                    ready, cause = slot.reader_done, slot.reader
+                if slot.writer is not None and _writer_time(slot, chained) > ready:
+                    ready, cause = _writer_time(slot, chained), slot.writer
+                if slot.reader is not None and _reader_time(slot, chained) > ready:
+                    ready, cause = _reader_time(slot, chained), slot.reader
         self._pending = (reads, writes)
         return ready, cause
 
-    def record(self, index: int, done: float) -> None:
-        """Note that the instruction last passed to `wait_for` (trace index `index`) is done at `done`."""
+    def record(self, index: int, done: float, chain: float | None = None) -> None:
+        """Note that the instruction last passed to `wait_for` (trace index `index`) is done at `done`;
+        a chained successor may start at `chain`."""
         reads, writes = self._pending
         for log, box, overlaps in writes:
             for other, _ in overlaps:
@@ -108,8 +124,8 @@ class DependencyTracker:
                 if covered and other in log.slots:
                     log.remove(other)
             slot = log.slot(box)
-            slot.writer, slot.writer_done = index, done
+            slot.writer, slot.writer_done, slot.writer_chain = index, done, chain
         for log, box in reads:
             slot = log.slot(box)
             if slot.reader is None or done >= slot.reader_done:
-                slot.reader, slot.reader_done = index, done
+                slot.reader, slot.reader_done, slot.reader_chain = index, done, chain

@@ -24,7 +24,8 @@ def perfetto_events(estimate: KernelEstimate) -> list[dict]:
     events = [{"ph": "M", "pid": _PID, "name": "process_name", "args": {"name": title}}]
     for track, number in tid.items():
         events.append({"ph": "M", "pid": _PID, "tid": number, "name": "thread_name", "args": {"name": track}})
-        events.append({"ph": "M", "pid": _PID, "tid": number, "name": "thread_sort_index", "args": {"sort_index": number}})
+        events.append({"ph": "M", "pid": _PID, "tid": number, "name": "thread_sort_index",
+                       "args": {"sort_index": number}})
     for placed in estimate.instructions:
         args = {"index": placed.index, "source": f"{placed.source[0]}:{placed.source[1]}",
                 "program_id": list(placed.program_id), "estimated": True}

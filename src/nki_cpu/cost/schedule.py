@@ -94,12 +94,13 @@ class _State:
         self.undocumented: Counter = Counter()
 
     def place(self, ins: Instruction, prefix: str) -> ScheduledInstruction:
-        ready, cause = self.deps.wait_for(ins)
+        chained = _accumulates_in_psum(ins)
+        ready, cause = self.deps.wait_for(ins, chained)
         if ins.engine == "dma":
             placed = self._place_dma(ins, prefix, ready, cause)
         else:
             placed = self._place_compute(ins, prefix, ready, cause)
-        self.deps.record(ins.seq, placed.done)
+        self.deps.record(ins.seq, placed.done, placed.end if chained else None)
         if not placed.documented:
             self.undocumented[ins.op] += 1
         return placed
@@ -140,6 +141,13 @@ class _State:
         return ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, start,
                                     last_end, last_end, tuple(pieces), waited, kind,
                                     float(ins.dma_bytes) * plan.hbm_per_byte, plan.documented)
+
+
+def _accumulates_in_psum(ins: Instruction) -> bool:
+    """Matmuls into PSUM chain: back-to-back matmuls accumulating into one PSUM tile issue at the
+    TensorE rate (the ISA-B1 matmul formula is for back-to-back instructions; PSUM accumulates near
+    memory, ARCH2), so the next one waits for the previous one's engine time, not its latency."""
+    return ins.op == "nc_matmul" and bool(ins.writes) and ins.writes[0].buffer == "psum"
 
 
 def critical_path(placed: list[ScheduledInstruction]) -> list[ScheduledInstruction]:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import nki_cpu
-from cost_kernels import BF16, instruction, one_matmul_kernel, one_tensor_tensor_kernel, operand, random, region, trace_of
+from cost_kernels import (BF16, instruction, one_matmul_kernel, one_tensor_tensor_kernel, operand, random, region,
+                          trace_of)
 from nki_cpu import cost
 from nki_cpu.cost.instructions import compute_cost
 

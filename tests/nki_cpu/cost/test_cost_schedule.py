@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 import nki_cpu
-from cost_kernels import BF16, four_engines_kernel, random, region, stream_copy_kernel, trace_of, tile_copy
+from cost_kernels import (BF16, four_engines_kernel, instruction, operand, random, region, stream_copy_kernel,
+                          tile_copy, trace_of)
 from nki_cpu import cost
 from nki_cpu.cost.dependencies import DependencyTracker
 
@@ -35,7 +36,8 @@ def test_dependent_chain_runs_one_after_another():
     steps = consumers(est)
     for before, after in zip(steps, steps[1:]):
         assert after.start == pytest.approx(before.done)
-        assert before.done == pytest.approx(before.end + LATENCY_CYCLES / cost.hardware("trn2").clock_ghz(before.engine))
+        latency = LATENCY_CYCLES / cost.hardware("trn2").clock_ghz(before.engine)
+        assert before.done == pytest.approx(before.end + latency)
     parallel = cost.estimate(nki_cpu.run_kernel(four_engines_kernel, random((128, 512), BF16), False).trace)
     assert est.time_ns > parallel.time_ns + sum(p.end - p.start for p in steps[:-1])
 
@@ -66,6 +68,25 @@ def test_dependencies_from_regions(second, waits):
     a, b = est.instructions
     assert b.start == pytest.approx(a.done if waits else 0.0)
     assert (b.waited_for == 0) is waits
+
+
+def _accumulating_matmul(seq):
+    """[128, 128] x [128, 512] bf16 into PSUM alloc 9, reading its dst back (accumulate)."""
+    psum = region(9, (0, 2048), buffer="psum")
+    return instruction(seq, "nc_matmul", "tensor",
+                       [operand("dst", (128, 512), buffer="psum"),
+                        operand("stationary", (128, 128), "bfloat16", itemsize=2),
+                        operand("moving", (128, 512), "bfloat16", itemsize=2)],
+                       reads=[region(1, (0, 256)), region(2, (0, 1024)), psum], writes=[psum], macs=128 * 128 * 512)
+
+
+def test_matmuls_accumulating_into_psum_issue_back_to_back_but_other_chains_pay_latency():
+    est = cost.estimate(trace_of([_accumulating_matmul(i) for i in range(3)]))
+    for before, after in zip(est.instructions, est.instructions[1:]):
+        assert after.start == pytest.approx(before.end) and after.waited_for == before.index
+    copies = cost.estimate(trace_of([tile_copy(i, dst_alloc=1 + (i + 1) % 2, src_alloc=1 + i % 2) for i in range(3)]))
+    for before, after in zip(copies.instructions, copies.instructions[1:]):
+        assert after.start == pytest.approx(before.done) and after.start > before.end
 
 
 def test_partitions_are_part_of_the_overlap():
