@@ -16,12 +16,14 @@ dependencies (RAW/WAR/WAW tracking per allocation), schedule (list scheduling, c
 estimate (entry point, KernelEstimate), roofline (floors, non-NKI ops), perfetto / plots / report
 (outputs).
 
-Not modelled: instruction fetch and issue on the engine sequencers; DMA triggering costs on the
-issuing engine (HWDGE ~600 ns on ScalarE/Sync, SWDGE on GpSimd); descriptor queue limits and DMA
-QoS (Trn3); SBUF/PSUM bank conflicts between engines and VectorE-GpSimd shared-port contention;
-PE tiling (tile_position) and Trn3 background transposes running concurrently; the Trn3 bf16
-datapath of ScalarE beyond tensor_copy/tensor_scalar; MX matmuls; HBM latency; collectives and
-cross-core barriers (program instances on different cores only share HBM bandwidth and memory).
+Not modelled: compiler reordering (engines and DMA queues follow program order strictly, so a
+DMA waiting on its inputs holds back later DMAs on its queues); instruction fetch and issue on the
+engine sequencers; DMA triggering costs on the issuing engine (HWDGE ~600 ns on ScalarE/Sync, SWDGE
+on GpSimd) and queue choice by trigger engine; descriptor queue limits and DMA QoS (Trn3); SBUF/PSUM
+bank conflicts and VectorE-GpSimd shared-port contention; PE tiling (tile_position) and Trn3
+background transposes running concurrently; the Trn3 bf16 ScalarE datapath beyond
+tensor_copy/tensor_scalar; MX matmuls; HBM latency; collectives and cross-core barriers (program
+instances on different physical cores share only HBM bandwidth and memory).
 """
 
 from __future__ import annotations

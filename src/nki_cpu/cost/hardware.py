@@ -88,7 +88,8 @@ class Hardware:
     sbuf_stride_slowdown: float = 2.0
     # ARCH3 VectorE performance mode for bf16/fp16: tensor_copy/tensor_scalar 4x when both sides are
     # in SBUF with a contiguous innermost dim, 2x otherwise (non-contiguous, or one side in PSUM);
-    # tensor_tensor 2x when both inputs are in SBUF. ARCH4 keeps these for Trn3.
+    # tensor_tensor 2x when both inputs are in SBUF. ARCH4 refers to the same VectorE mode on Trn3
+    # (assumed unchanged there).
     vector_copy_speedup_contiguous: float = 4.0
     vector_copy_speedup_other: float = 2.0
     vector_tensor_tensor_speedup: float = 2.0

@@ -140,10 +140,11 @@ def _copy_speedup(ins: Instruction, hw: Hardware) -> float:
     if ins.engine != "vector":
         return 1.0
     in_sbuf = dst.buffer == data.buffer == "sbuf"
+    one_in_psum = {dst.buffer, data.buffer} == {"sbuf", "psum"}
     dense = _dense_inner(dst) and _dense_inner(data)
     if in_sbuf and dense:
         return hw.vector_copy_speedup_contiguous
-    return hw.vector_copy_speedup_other if in_sbuf or dense else 1.0
+    return hw.vector_copy_speedup_other if in_sbuf or (one_in_psum and dense) else 1.0
 
 
 def _copy_like(ins: Instruction, hw: Hardware) -> float:
