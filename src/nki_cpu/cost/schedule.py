@@ -1,0 +1,161 @@
+"""List scheduling of a trace onto the engines and DMA queues of one logical core.
+
+Engines (tensor, vector, scalar, gpsimd) and the 16 DMA queues of each physical core run in
+parallel, each in program order. An instruction starts when its engine (every queue it uses, for a
+DMA) is free and the instructions it conflicts with on memory (`dependencies.py`) are done.
+"Done" is when results are visible: a compute instruction occupies its engine for `busy_ns` and is
+done `latency_ns` later; a DMA part starts `dma_fixed_latency_ns` after its inputs are ready and is
+done when its bytes have moved (`dma.py`), its queue's HBM share being the logical core's HBM
+bandwidth split evenly over the DMA queues of the physical cores in use.
+
+Program instances of an SPMD grid run on the lnc physical cores of the logical core, instance k on
+core k % lnc (LNC); they share that logical core's HBM bandwidth.
+
+Each scheduled instruction remembers what held it back last (the data dependency or the previous
+occupant of its engine/queue), which gives the critical path: the chain of instructions, walked
+back from the one that finishes last, that determines the kernel's end time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..trace import Instruction, Trace
+from .dependencies import DependencyTracker
+from .dma import part_ns, plan_dma
+from .hardware import Hardware
+from .instructions import compute_cost
+
+COMPUTE_ENGINES = ("tensor", "vector", "scalar", "gpsimd")
+
+
+class Slice(NamedTuple):
+    """A stretch of time one engine or DMA queue spends on one instruction."""
+
+    track: str
+    start: float
+    end: float
+
+
+@dataclass(slots=True)
+class ScheduledInstruction:
+    index: int                 # position in the trace (Instruction.seq)
+    op: str
+    engine: str
+    source: tuple[str, int]
+    program_id: tuple[int, ...]
+    ready: float               # its data dependencies are done (ns)
+    start: float               # first slice starts
+    end: float                 # last slice ends
+    done: float                # results visible to dependants
+    slices: tuple[Slice, ...]
+    waited_for: int | None     # index of the instruction that set `start`, None if nothing held it back
+    wait_kind: str             # "data" (a dependency), "engine" (engine/queue busy) or "" (none)
+    hbm_bytes: float
+    documented: bool           # False: no documented cost formula for this op (a default was used)
+
+
+@dataclass
+class Schedule:
+    instructions: list[ScheduledInstruction]
+    tracks: list[str]
+    busy_ns: dict[str, float]
+    end_ns: float
+    cores_used: int
+    undocumented_ops: Counter
+
+
+def schedule(trace: Trace, hw: Hardware, lnc: int) -> Schedule:
+    """Place every instruction of `trace` in time on the given hardware and LNC."""
+    instances = {pid: k for k, pid in enumerate(dict.fromkeys(ins.program_id for ins in trace.instructions))}
+    cores_used = min(lnc, max(1, len(instances)))
+    prefix = (lambda core: f"core{core}.") if cores_used > 1 else (lambda core: "")
+    engines = COMPUTE_ENGINES + tuple(f"dma{q}" for q in range(hw.dma_engines))
+    tracks = [prefix(core) + name for core in range(cores_used) for name in engines]
+    state = _State(hw, tracks, hw.hbm_bytes_per_ns(lnc) / (hw.dma_engines * cores_used))
+    placed = []
+    for ins in trace.instructions:
+        track_prefix = prefix(instances[ins.program_id] % lnc)
+        placed.append(state.place(ins, track_prefix))
+    return Schedule(placed, tracks, state.busy, max((p.done for p in placed), default=0.0), cores_used,
+                    state.undocumented)
+
+
+class _State:
+    def __init__(self, hw: Hardware, tracks: list[str], hbm_share: float):
+        self.hw = hw
+        self.hbm_share = hbm_share                  # HBM bytes/ns available to one DMA queue
+        self.deps = DependencyTracker()
+        self.free = {t: 0.0 for t in tracks}       # when each track is next free
+        self.last = {t: None for t in tracks}      # index of its last instruction
+        self.busy = {t: 0.0 for t in tracks}
+        self.undocumented: Counter = Counter()
+
+    def place(self, ins: Instruction, prefix: str) -> ScheduledInstruction:
+        chained = _accumulates_in_psum(ins)
+        ready, cause = self.deps.wait_for(ins, chained)
+        if ins.engine == "dma":
+            placed = self._place_dma(ins, prefix, ready, cause)
+        else:
+            placed = self._place_compute(ins, prefix, ready, cause)
+        self.deps.record(ins.seq, placed.done, placed.end if chained else None)
+        if not placed.documented:
+            self.undocumented[ins.op] += 1
+        return placed
+
+    def _claim(self, track: str, earliest: float, cause: int | None) -> tuple[float, int | None, str]:
+        """Start time on a track no earlier than `earliest`, and what held it back."""
+        if self.free[track] > earliest:
+            return self.free[track], self.last[track], "engine"
+        return earliest, cause, "data" if cause is not None else ""
+
+    def _occupy(self, track: str, index: int, start: float, end: float) -> Slice:
+        self.free[track] = end
+        self.last[track] = index
+        self.busy[track] += end - start
+        return Slice(track, start, end)
+
+    def _place_compute(self, ins: Instruction, prefix: str, ready: float, cause: int | None) -> ScheduledInstruction:
+        cost = compute_cost(ins, self.hw)
+        track = prefix + ins.engine
+        start, waited, kind = self._claim(track, ready, cause)
+        piece = self._occupy(track, ins.seq, start, start + cost.busy_ns)
+        return ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, start,
+                                    piece.end, piece.end + cost.latency_ns, (piece,), waited, kind, 0.0,
+                                    cost.documented)
+
+    def _place_dma(self, ins: Instruction, prefix: str, ready: float, cause: int | None) -> ScheduledInstruction:
+        plan = plan_dma(ins, self.hw)
+        earliest = ready + self.hw.dma_fixed_latency_ns
+        pieces, last_end, waited, kind = [], earliest, cause, "data" if cause is not None else ""
+        for part in plan.parts:
+            track = f"{prefix}dma{part.queue}"
+            start, part_waited, part_kind = self._claim(track, earliest, cause)
+            end = start + part_ns(part, plan, self.hw, self.hbm_share)
+            pieces.append(self._occupy(track, ins.seq, start, end))
+            if end >= last_end:
+                last_end, waited, kind = end, part_waited, part_kind
+        start = min((p.start for p in pieces), default=earliest)
+        return ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, start,
+                                    last_end, last_end, tuple(pieces), waited, kind,
+                                    float(ins.dma_bytes) * plan.hbm_per_byte, plan.documented)
+
+
+def _accumulates_in_psum(ins: Instruction) -> bool:
+    """Matmuls into PSUM chain: back-to-back matmuls accumulating into one PSUM tile issue at the
+    TensorE rate (the ISA-B1 matmul formula is for back-to-back instructions; PSUM accumulates near
+    memory, ARCH2), so the next one waits for the previous one's engine time, not its latency."""
+    return ins.op == "nc_matmul" and bool(ins.writes) and ins.writes[0].buffer == "psum"
+
+
+def critical_path(placed: list[ScheduledInstruction]) -> list[ScheduledInstruction]:
+    """The chain that sets the end time: from the last instruction to finish back along `waited_for`."""
+    if not placed:
+        return []
+    chain = [max(placed, key=lambda p: p.done)]
+    while chain[-1].waited_for is not None:
+        chain.append(placed[chain[-1].waited_for])
+    chain.reverse()
+    return chain
