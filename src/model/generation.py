@@ -30,9 +30,10 @@ def pick_bucket(buckets: Sequence[int], length: int) -> int:
     raise ValueError(f"length {length} exceeds the largest bucket {max(buckets)}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Sampling:
-    """Greedy unless `do_sample`; sampling is seeded so runs repeat."""
+    """Greedy unless `do_sample`; sampling is seeded so runs repeat. (Also the config schema's
+    `workload.sampling` node.)"""
 
     do_sample: bool = False
     temperature: float = 1.0

@@ -12,7 +12,7 @@ import torch
 
 from kernels.slots import KernelSet
 from model.dims import ModelDims
-from model.generation import Generation, Sampling, generate, nxdi_buckets, pick_bucket
+from model.generation import Generation, generate, nxdi_buckets, pick_bucket
 from model.parallel import ShardingError, TensorParallel
 from model.qwen3_moe import Qwen3Moe
 from model.seeded import ensure_seeded_checkpoint
@@ -45,7 +45,7 @@ class Job:
         workload = conf.workload
         self.buckets = sorted(workload.buckets or nxdi_buckets(NXDI_MIN_BUCKET, workload.seq_len))
         self.tokenizer = qwen3_tokenizer()
-        self.sampling = Sampling(**dataclasses.asdict(workload.sampling))
+        self.sampling = workload.sampling
         self.prompts = [self._prompt(i, text) for i, text in enumerate(workload.prompts)]
         try:
             self.tp = TensorParallel(self.dims, conf.parallel.tp_degree)

@@ -33,37 +33,33 @@ def _broadcast_weight(weight, width):
     return w_tile
 
 
-@nki.jit
-def rmsnorm(x, weight, eps):
-    """x [T, H], weight [H] -> normed [T, H]."""
+def _rmsnorm_tiles(x, residual, weight, eps):
+    """Per 128-token tile: load x (and add the residual), normalise, store; returns (out, hidden or None)."""
     tokens, width = x.shape
     out = nl.ndarray((tokens, width), dtype=x.dtype, buffer=nl.shared_hbm)
+    hidden = None if residual is None else nl.ndarray((tokens, width), dtype=x.dtype, buffer=nl.shared_hbm)
     w_tile = _broadcast_weight(weight, width)
     for t in nl.affine_range((tokens + nl.tile_size.pmax - 1) // nl.tile_size.pmax):
         r0 = t * nl.tile_size.pmax
         n = min(nl.tile_size.pmax, tokens - r0)
         x_tile = nl.ndarray((nl.tile_size.pmax, width), dtype=x.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=x_tile[0:n, :], src=x[r0:r0 + n, :])
+        if residual is not None:
+            r_tile = nl.ndarray((nl.tile_size.pmax, width), dtype=x.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=r_tile[0:n, :], src=residual[r0:r0 + n, :])
+            nisa.tensor_tensor(dst=x_tile[0:n, :], data1=r_tile[0:n, :], data2=x_tile[0:n, :], op=nl.add)
+            nisa.dma_copy(dst=hidden[r0:r0 + n, :], src=x_tile[0:n, :])
         _normalise_tile(x_tile, w_tile, out, r0, n, width, eps)
-    return out
+    return out, hidden
+
+
+@nki.jit
+def rmsnorm(x, weight, eps):
+    """x [T, H], weight [H] -> normed [T, H]."""
+    return _rmsnorm_tiles(x, None, weight, eps)[0]
 
 
 @nki.jit
 def add_rmsnorm(x, residual, weight, eps):
     """x, residual [T, H], weight [H] -> (normed [T, H], hidden = residual + x [T, H])."""
-    tokens, width = x.shape
-    out = nl.ndarray((tokens, width), dtype=x.dtype, buffer=nl.shared_hbm)
-    hidden = nl.ndarray((tokens, width), dtype=x.dtype, buffer=nl.shared_hbm)
-    w_tile = _broadcast_weight(weight, width)
-    for t in nl.affine_range((tokens + nl.tile_size.pmax - 1) // nl.tile_size.pmax):
-        r0 = t * nl.tile_size.pmax
-        n = min(nl.tile_size.pmax, tokens - r0)
-        x_tile = nl.ndarray((nl.tile_size.pmax, width), dtype=x.dtype, buffer=nl.sbuf)
-        r_tile = nl.ndarray((nl.tile_size.pmax, width), dtype=x.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_tile[0:n, :], src=x[r0:r0 + n, :])
-        nisa.dma_copy(dst=r_tile[0:n, :], src=residual[r0:r0 + n, :])
-        h_tile = nl.ndarray((nl.tile_size.pmax, width), dtype=x.dtype, buffer=nl.sbuf)
-        nisa.tensor_tensor(dst=h_tile[0:n, :], data1=r_tile[0:n, :], data2=x_tile[0:n, :], op=nl.add)
-        nisa.dma_copy(dst=hidden[r0:r0 + n, :], src=h_tile[0:n, :])
-        _normalise_tile(h_tile, w_tile, out, r0, n, width, eps)
-    return out, hidden
+    return _rmsnorm_tiles(x, residual, weight, eps)

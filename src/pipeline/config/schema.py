@@ -14,6 +14,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 import kernels
+from model.generation import Sampling
 
 
 @dataclass
@@ -73,15 +74,6 @@ class ModelConf:
 
 
 @dataclass
-class SamplingConf:
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-
-
-@dataclass
 class WorkloadConf:
     name: str = MISSING
     prompts: list[str] = MISSING
@@ -89,7 +81,7 @@ class WorkloadConf:
     max_new_tokens: Optional[int] = None  # None: seq_len - prompt length, as the contest
     batch_size: int = 1
     buckets: Optional[list[int]] = None  # None: NxDI autobucketing over [128, seq_len]
-    sampling: SamplingConf = field(default_factory=SamplingConf)
+    sampling: Sampling = field(default_factory=Sampling)
 
 
 @dataclass

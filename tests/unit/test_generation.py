@@ -1,0 +1,48 @@
+"""Generation: NxDI buckets, greedy and seeded sampling, batches of prompts of different lengths."""
+import pytest
+import torch
+
+from kernels.slots import KernelSet
+from model.generation import Sampling, generate, nxdi_buckets, pick_bucket
+from model.qwen3_moe import Qwen3Moe
+from tests.models import checkpoint, contest_prompt_ids
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Qwen3Moe.from_checkpoint(checkpoint("qwen3_moe_tiny"), KernelSet.baseline(), 1, torch.bfloat16)
+
+
+def test_nxdi_buckets():
+    assert nxdi_buckets(128, 640) == [128, 256, 640]
+    assert nxdi_buckets(128, 64) == [64]
+    assert pick_bucket([128, 256, 640], 129) == 256
+    with pytest.raises(ValueError, match="exceeds the largest bucket"):
+        pick_bucket([128], 129)
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny):
+    ids = [list(contest_prompt_ids()[0])]
+    greedy = generate(tiny, ids, 6, [64]).tokens
+    hot = Sampling(do_sample=True, temperature=5.0, seed=3)
+    first, second = generate(tiny, ids, 6, [64], hot).tokens, generate(tiny, ids, 6, [64], hot).tokens
+    assert torch.equal(first, second)
+    assert not torch.equal(first, greedy)
+    assert torch.equal(generate(tiny, ids, 6, [64], Sampling(do_sample=True, top_k=1, seed=9)).tokens, greedy)
+
+
+def test_batch_rows_match_single_prompts(tiny):
+    prompts = [list(contest_prompt_ids()[0]), list(contest_prompt_ids()[3])]  # 20 and 14 tokens
+    batched = generate(tiny, prompts, 5, [64], keep_logits=True)
+    for row, prompt in enumerate(prompts):
+        alone = generate(tiny, [prompt], 5, [64], keep_logits=True)
+        assert torch.equal(batched.tokens[row], alone.tokens[0])
+        assert (batched.logits[:, row] - alone.logits[:, 0]).abs().max() <= 0.25  # bf16 logits ~20: 2 ulps
+
+
+def test_suppressed_tokens_are_never_chosen(tiny):
+    ids = [list(contest_prompt_ids()[1])]
+    free = generate(tiny, ids, 3, [256]).tokens[0].tolist()
+    blocked = generate(tiny, ids, 3, [256], suppress=free, keep_logits=True)
+    assert not set(blocked.tokens[0].tolist()) & set(free)
+    assert torch.isinf(blocked.logits[:, 0, free]).all()
