@@ -19,3 +19,13 @@ def test_two_by_two_sweep(tracking, tmp_path, launcher):
     assert all(j.info.status == "FINISHED" for j in jobs)
     combos = {(j.data.tags["kernel.lm_head"], j.data.tags["tp_degree"]): j.data.metrics["accuracy.passed"] for j in jobs}
     assert combos == {("baseline", "1"): 1.0, ("baseline", "2"): 1.0, ("perturbed", "1"): 0.0, ("perturbed", "2"): 0.0}
+
+
+def test_sweep_with_an_unknown_variant_fails_once_before_any_job(tracking, tmp_path):
+    result = run_pipeline(["-m", "kernel.experts=baseline,no_such_variant", "parallel.tp_degree=1,2"], tracking,
+                          tmp_path)
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert lines == [f"error: kernel.experts=no_such_variant is not a registered variant; choose one of: "
+                     f"{', '.join(__import__('kernels').names('experts'))}"]
+    assert runs(tracking) == []

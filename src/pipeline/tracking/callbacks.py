@@ -9,17 +9,35 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
+import kernels
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
 
 log = logging.getLogger(__name__)
+
+
+def check_sweep_kernels(overrides: list[str]) -> None:
+    """Every kernel variant a sweep names must exist: one line and no jobs, rather than one failure per job."""
+    for override in OverridesParser.create().parse_overrides(overrides):
+        layer = override.key_or_group.removeprefix("kernel.")
+        if layer == override.key_or_group or layer not in kernels.LAYERS:
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(override.value())]
+        for value in values:
+            try:
+                kernels.get(layer, value)
+            except kernels.UnknownVariantError as error:
+                print(f"error: {error}", file=sys.stderr)
+                sys.exit(2)
 
 
 class MlflowSweepCallback(Callback):
@@ -28,6 +46,7 @@ class MlflowSweepCallback(Callback):
         self.parent_run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_sweep_kernels(list(config.hydra.overrides.task))
         HydraConfig.instance().set_config(config)  # the tracking keys interpolate ${hydra:...}
         tracking = config.tracking
         self.store = Store(tracking.uri, tracking.experiment, tracking.artifact_root)
