@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config.validate import ConfigError, to_pipeline_conf, validate
+from pipeline.config.validate import to_pipeline_conf, validate
 from pipeline.identity import all_baseline, config_hash, kernel_set_label, workload_key
 from pipeline.job import Job
 from pipeline.report import StageLine, summary_table
