@@ -162,6 +162,7 @@ def test_serves_token_generation_only():
     (dict(q_heads=6, kv_heads=4), "6 q heads are not a whole number of groups of 4 KV heads"),
     (dict(q_heads=128, kv_heads=8), "128 q + 8 k heads exceed the 128 rows"),
     (dict(batch=64), "batch 64 x 10 q/k/v heads"),
+    (dict(batch=160, q_heads=1, kv_heads=1), "batch 160 exceeds 128"),
     (dict(kv_lengths=(128, 4096)), "KV bucket 4096"),
 ])
 def test_unsupported_shapes_are_rejected_with_a_reason(changes, reason):

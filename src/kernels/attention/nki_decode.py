@@ -43,12 +43,13 @@ class DecodeAttentionParams:
 
 
 def _score_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
+    """A group's scores and its transposed probabilities are staged in PSUM whole."""
     group = shapes.q_heads // max(shapes.kv_heads, 1)
     problems = []
     for kv in shapes.kv_lengths:
         if (kv + 1) * 4 > SCORE_BANKS * BANK_BYTES:
             problems.append(f"KV bucket {kv}: the {kv + 1} fp32 scores per head exceed the {SCORE_BANKS} PSUM banks "
-                            f"the kernel gives them (KV buckets up to {SCORE_BANKS * BANK_BYTES // 4 - 1})")
+                            f"the kernel budgets for them (KV buckets up to {SCORE_BANKS * BANK_BYTES // 4 - 1})")
         tiles = -(-kv // min(params.kv_tile, kv))
         if tiles * group * 2 > BANK_BYTES:
             problems.append(f"KV bucket {kv}: {tiles} probability tiles of {group} heads do not fit one PSUM bank; "
@@ -94,7 +95,9 @@ def check_shapes(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str
         problems.append(f"{heads // kv_heads} q heads per KV head exceed {PARTITIONS} partitions")
     if heads + kv_heads > PARTITIONS:
         problems.append(f"{heads} q + {kv_heads} k heads exceed the {PARTITIONS} rows of the norm/RoPE tile")
-    if (heads + 2 * kv_heads) * shapes.batch * 4 > BANK_BYTES:
+    if shapes.batch > PARTITIONS:
+        problems.append(f"batch {shapes.batch} exceeds {PARTITIONS} (the o projection's stationary side)")
+    elif (heads + 2 * kv_heads) * shapes.batch * 4 > BANK_BYTES:
         problems.append(f"batch {shapes.batch} x {heads + 2 * kv_heads} q/k/v heads: the projection accumulators "
                         f"exceed one PSUM bank ({BANK_BYTES // 4} fp32)")
     problems += _param_problems(params)
