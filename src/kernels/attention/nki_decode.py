@@ -1,0 +1,141 @@
+"""`nki_decode`: token-generation attention as one NKI kernel (kernels.attention.nki_decode_kernel) with
+the baseline's numerics (kernels.attention.baseline); context encoding falls back to the baseline.
+
+The kernel reads the projection weights with the input dim first, so the variant asks the model to store
+them transposed (`transpose_weights`): `w.q_proj.T` is then a contiguous [H, Hq*D] tensor the interpreter
+passes without a copy. The KV cache is written by the kernel, in place.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from kernels.attention.baseline import attention_reference
+from kernels.executors import Launch
+from kernels.nki_support import nki_module
+from kernels.registry import Variant, register
+from kernels.types import AttentionInputs, AttentionWeights, LayerShapes, Phase
+
+KERNELS = "kernels.attention.nki_decode_kernel"
+PARTITIONS = 128
+BANK_BYTES = 2048  # one PSUM bank per partition: 512 fp32 or 1024 bf16
+SCORE_BANKS = 4  # PSUM banks a group's scores (and the active column) may span
+SBUF_BYTES = 212984  # usable SBUF per partition on trn2 (trn3 has more)
+# Not bit-exact, for reasons no kernel can remove: fp32 sums (projections, the norm's sum of squares, the
+# softmax denominator, the value product) are accumulated in another order than torch's, exp is the
+# engine's rather than torch's (they differ by 1-2 fp32 ulp on ~40% of inputs), and p = e * (1 / sum)
+# stands in for e / sum. Each can move a bf16 rounding by one ulp somewhere upstream, and the output then
+# lands one bf16 ulp away: at most 2**-7 of max|out| (an element in max|out|'s binade [2^e, 2^(e+1)) has
+# an ulp of 2^(e-7)). Over 150 random seeds and row positions per bucket (real TP=4 shapes, kv 128, 256,
+# 640) the worst error was 1.44 * 2**-8. A wrong mask, position or rounding point is far above this.
+RTOL = 2.0**-7
+
+
+@dataclass
+class DecodeAttentionParams:
+    """Tiling knobs; they move data differently, kv_tile also regroups the fp32 sum of the value product."""
+
+    kv_tile: int = 128  # cache positions per PE transpose / value-product tile (power of two <= 128)
+    weight_tiles: int = 4  # 128-row tiles of each q/k/v weight moved per DMA
+    out_cols: int = 512  # o projection output columns per matmul (the moving free size, <= 512)
+
+
+def _score_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
+    """A group's scores and its transposed probabilities are staged in PSUM whole."""
+    group = shapes.q_heads // max(shapes.kv_heads, 1)
+    problems = []
+    for kv in shapes.kv_lengths:
+        if (kv + 1) * 4 > SCORE_BANKS * BANK_BYTES:
+            problems.append(f"KV bucket {kv}: the {kv + 1} fp32 scores per head exceed the {SCORE_BANKS} PSUM banks "
+                            f"the kernel budgets for them (KV buckets up to {SCORE_BANKS * BANK_BYTES // 4 - 1})")
+        tiles = -(-kv // min(params.kv_tile, kv))
+        if tiles * group * 2 > BANK_BYTES:
+            problems.append(f"KV bucket {kv}: {tiles} probability tiles of {group} heads do not fit one PSUM bank; "
+                            f"raise kv_tile")
+    return problems
+
+
+def _param_problems(params: DecodeAttentionParams) -> list[str]:
+    problems = []
+    if not 1 <= params.kv_tile <= PARTITIONS or params.kv_tile & (params.kv_tile - 1):
+        problems.append(f"kv_tile={params.kv_tile} must be a power of two <= {PARTITIONS}")
+    if params.weight_tiles < 1:
+        problems.append(f"weight_tiles={params.weight_tiles} must be >= 1")
+    if not 1 <= params.out_cols <= BANK_BYTES // 4:
+        problems.append(f"out_cols={params.out_cols} must be in [1, {BANK_BYTES // 4}] (one fp32 PSUM bank)")
+    return problems
+
+
+def _sbuf_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
+    """The largest SBUF users per partition: a block of q/k/v weight tiles, and an o_proj column chunk."""
+    width = (shapes.q_heads + 2 * shapes.kv_heads) * shapes.head_dim
+    weights = params.weight_tiles * width * shapes.dtype.itemsize
+    out_block = shapes.q_heads * params.out_cols * shapes.dtype.itemsize
+    need = max(weights, out_block) + shapes.hidden * shapes.dtype.itemsize
+    if need > SBUF_BYTES * 3 // 4:
+        return [f"~{need // 1024} KiB of SBUF per partition for weight blocks (weight_tiles={params.weight_tiles}, "
+                f"out_cols={params.out_cols}) leaves too little of trn2's {SBUF_BYTES // 1024} KiB; lower them"]
+    return []
+
+
+def check_shapes(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
+    """Why the kernel cannot serve these per-rank decode shapes (empty when it can)."""
+    d, heads, kv_heads = shapes.head_dim, shapes.q_heads, shapes.kv_heads
+    problems = []
+    if not 2 <= d <= PARTITIONS or d & (d - 1):
+        problems.append(f"head_dim {d} must be a power of two in [2, {PARTITIONS}] (a head fits one PE tile; "
+                        f"the 1/D mean and the 1/sqrt(D) scale are exact only then)")
+    if shapes.hidden % PARTITIONS:
+        problems.append(f"hidden size {shapes.hidden} must be a multiple of {PARTITIONS} (x^T is tiled by partitions)")
+    if kv_heads < 1 or heads % kv_heads:
+        problems.append(f"{heads} q heads are not a whole number of groups of {kv_heads} KV heads")
+    elif heads // kv_heads > PARTITIONS:
+        problems.append(f"{heads // kv_heads} q heads per KV head exceed {PARTITIONS} partitions")
+    if heads + kv_heads > PARTITIONS:
+        problems.append(f"{heads} q + {kv_heads} k heads exceed the {PARTITIONS} rows of the norm/RoPE tile")
+    if shapes.batch > PARTITIONS:
+        problems.append(f"batch {shapes.batch} exceeds {PARTITIONS} (the o projection's stationary side)")
+    elif (heads + 2 * kv_heads) * shapes.batch * 4 > BANK_BYTES:
+        problems.append(f"batch {shapes.batch} x {heads + 2 * kv_heads} q/k/v heads: the projection accumulators "
+                        f"exceed one PSUM bank ({BANK_BYTES // 4} fp32)")
+    problems += _param_problems(params)
+    if not problems:
+        problems += _score_problems(shapes, params) + _sbuf_problems(shapes, params)
+    return problems
+
+
+def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, params: DecodeAttentionParams,
+        launch: Launch) -> torch.Tensor:
+    """x [B, 1, H] -> this rank's o_proj partial [B, 1, H]; the kernel writes the new k and v into the cache."""
+    batch, seq, hidden = x.shape
+    if inputs.phase is not Phase.TOKEN or seq != 1:
+        raise ValueError(f"nki_decode serves token generation (one token per row), got {inputs.phase.value} S={seq}")
+    head_dim = weights.q_norm.shape[0]
+    positions = inputs.positions[:, 0].to(torch.int32).reshape(1, batch)
+    out = launch(
+        nki_module(KERNELS).decode_attention,
+        x.reshape(batch, hidden), weights.q_proj.T, weights.k_proj.T, weights.v_proj.T, weights.o_proj.T,
+        weights.q_norm, weights.k_norm, inputs.cos.reshape(batch, head_dim), inputs.sin.reshape(batch, head_dim),
+        positions, inputs.k_cache, inputs.v_cache,
+        inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.weight_tiles, params.out_cols,
+    )
+    return out.view(batch, seq, hidden)
+
+
+register(
+    Variant(
+        layer="attention",
+        name="nki_decode",
+        summary="NKI decode attention: fused q/k/v projection, q/k norm + RoPE, split softmax over the KV cache "
+                "with the cache update, o projection (context encoding: baseline)",
+        reference=attention_reference,
+        params=DecodeAttentionParams,
+        nki=run,
+        phases=frozenset({Phase.TOKEN}),
+        check_shapes=check_shapes,
+        transpose_weights=True,
+        rtol=RTOL,
+    )
+)

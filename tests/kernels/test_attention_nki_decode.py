@@ -1,0 +1,195 @@
+"""kernel.attention=nki_decode through the CPU interpreter against the baseline's torch reference: rows at
+their own positions, KV-bucket boundaries, the cache write, tiling knobs, targets, the trace's matrix
+products and HBM traffic, and the shapes it refuses."""
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import kernels
+import nki_cpu
+from kernels.examples import example_call
+from kernels.executors import make_executor
+from kernels.macs import baseline_macs
+from kernels.slots import KernelSet
+from kernels.types import Phase
+from model.qwen3_moe import rope_tables
+from tests.kernels.shapes import REAL_TP4, TINY
+
+VARIANT = kernels.get("attention", "nki_decode")
+THETA = 1_000_000.0  # the RoPE base kernels.examples uses
+
+
+def decode_call(shapes, positions, seed=0, max_seq=None):
+    """Example decode inputs with row b at positions[b] (cos/sin to match), the cache optionally longer
+    than the KV bucket (its extra slots random too)."""
+    x, weights, inputs = example_call("attention", Phase.TOKEN, shapes, seed, transposed=True).args
+    pos = torch.tensor(positions).reshape(-1, 1)
+    cos, sin = rope_tables(pos, shapes.head_dim, THETA, shapes.dtype)
+    caches = {}
+    for name in ("k_cache", "v_cache"):
+        cache = getattr(inputs, name)
+        if max_seq is not None:
+            extra = torch.randn(*cache.shape[:2], max_seq - cache.shape[2], cache.shape[3],
+                                generator=torch.Generator().manual_seed(seed + 1)).to(cache.dtype)
+            cache = torch.cat([cache, extra], dim=2)
+        caches[name] = cache
+    return x, weights, dataclasses.replace(inputs, positions=pos, cos=cos, sin=sin, **caches)
+
+
+def run_kernel(args, params=None, target="trn2"):
+    return make_executor("interp", target)(VARIANT, params or VARIANT.make_params(), args)
+
+
+def assert_close(actual, expected):
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    assert (actual.float() - expected.float()).abs().max() <= VARIANT.rtol * expected.float().abs().max()
+
+
+def check(shapes, positions, params=None, target="trn2", max_seq=None, seed=0):
+    """The kernel's output and caches against the reference's on identical inputs; returns both inputs."""
+    kernel_args = decode_call(shapes, positions, seed, max_seq)
+    reference_args = decode_call(shapes, positions, seed, max_seq)
+    assert_close(run_kernel(kernel_args, params, target), VARIANT.reference(*reference_args))
+    for name in ("k_cache", "v_cache"):
+        assert_close(getattr(kernel_args[2], name), getattr(reference_args[2], name))
+    return kernel_args, reference_args
+
+
+def with_(shapes, **changes):
+    return dataclasses.replace(shapes, **changes)
+
+
+@pytest.mark.parametrize("shapes,positions", [
+    pytest.param(TINY, [63], id="tiny-last-slot-of-bucket"),
+    pytest.param(TINY, [0], id="tiny-empty-prior"),
+    pytest.param(with_(TINY, batch=3), [63, 0, 17], id="tiny-rows-at-own-positions"),
+    pytest.param(REAL_TP4, [127], id="real-last-slot-of-bucket"),
+    pytest.param(REAL_TP4, [0], id="real-empty-prior"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(256,)), [200], id="real-kv256"),
+    pytest.param(with_(REAL_TP4, batch=2, kv_lengths=(640,)), [639, 301], id="real-kv640-rows-at-own-positions"),
+])
+def test_matches_reference(shapes, positions):
+    check(shapes, positions)
+
+
+@pytest.mark.slow
+def test_error_stays_within_rtol_over_seeds_and_positions():
+    """The declared rtol against fresh weights, inputs and row positions at real shapes, longest bucket."""
+    shapes = with_(REAL_TP4, batch=2, kv_lengths=(640,))
+    generator = torch.Generator().manual_seed(0)
+    for seed in range(1, 9):
+        check(shapes, torch.randint(0, 640, (2,), generator=generator).tolist(), seed=seed)
+
+
+def test_cache_is_written_at_each_rows_position_and_nowhere_else():
+    shapes, positions = with_(TINY, batch=3), [63, 0, 17]
+    kernel_args, reference_args = check(shapes, positions, max_seq=80)
+    untouched = decode_call(shapes, positions, max_seq=80)[2]
+    written = torch.zeros(untouched.k_cache.shape[:3], dtype=torch.bool)
+    for b, p in enumerate(positions):
+        written[b, :, p] = True
+    for name in ("k_cache", "v_cache"):
+        cache, before = getattr(kernel_args[2], name), getattr(untouched, name)
+        assert torch.equal(cache[~written], before[~written])
+        assert (cache[written] != before[written]).any(dim=-1).all()
+        assert_close(cache[written], getattr(reference_args[2], name)[written])
+
+
+def test_tolerance_catches_a_mask_off_by_one():
+    """Fed position p + 1 (cos/sin of p), the kernel also attends to the stale slot p: the check fails."""
+    shapes, position = TINY, 40
+    x, weights, inputs = decode_call(shapes, [position])
+    shifted = dataclasses.replace(inputs, positions=inputs.positions + 1)
+    actual = run_kernel((x, weights, shifted))
+    expected = VARIANT.reference(*decode_call(shapes, [position]))
+    assert (actual.float() - expected.float()).abs().max() > VARIANT.rtol * expected.float().abs().max()
+
+
+@pytest.mark.parametrize("shapes,params", [
+    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=32), id="tiny-kv100-tile32-tail"),
+    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=64, weight_tiles=1, out_cols=96), id="tiny-all-knobs"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, weight_tiles=16), id="real-kv300-tile64"),
+])
+def test_tiling_knobs(shapes, params):
+    check(shapes, [shapes.kv_lengths[0] - 1], params=VARIANT.make_params(params))
+
+
+@pytest.mark.parametrize("shapes", [pytest.param(TINY, id="tiny"), pytest.param(REAL_TP4, id="real_tp4")])
+def test_runs_within_trn3_limits(shapes):
+    check(shapes, [shapes.kv_lengths[0] - 1], target="trn3")
+
+
+def test_scale_multiply_is_the_baselines_division():
+    """The kernel scales bf16 scores by the fp32 constant 1/sqrt(D) (the engines have no divide); for every
+    finite bf16 score and every supported D this rounds exactly as the baseline's `scores / sqrt(D)`."""
+    scores = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    scores = scores[torch.isfinite(scores)]
+    for head_dim in (2, 4, 8, 16, 32, 64, 128):
+        multiplied = (scores.float() * float(torch.tensor(1.0 / math.sqrt(head_dim)))).to(torch.bfloat16)
+        divided = scores / math.sqrt(head_dim)
+        assert torch.equal(multiplied.view(torch.int16), divided.view(torch.int16)), head_dim
+
+
+def test_trace_does_the_baselines_matrix_products_and_touches_hbm_only_for_io():
+    """No helper matmuls (transposes count no MACs), and the only HBM writes are the output and the cache
+    slots: scores, probabilities and intermediates never leave the chip."""
+    shapes = with_(REAL_TP4, batch=2)
+    with nki_cpu.recording() as traces:
+        run_kernel(decode_call(shapes, [127, 5]))
+    (trace,) = traces
+    assert trace.total_macs == baseline_macs("attention", Phase.TOKEN, shapes)
+    hbm_writes = [i for i in trace.instructions if i.op.startswith("dma") and i.operands[0].buffer == "hbm"]
+    cache_slots = 2 * shapes.batch * shapes.kv_heads
+    assert len(hbm_writes) == cache_slots + 1
+    assert sum(i.dma_bytes for i in hbm_writes) == (cache_slots * shapes.head_dim + shapes.batch * shapes.hidden) * 2
+
+
+def test_serves_token_generation_only():
+    slot = KernelSet.from_choices({"attention": "nki_decode"}).slots["attention"]
+    assert slot.resolve(Phase.TOKEN)[0].name == "nki_decode"
+    assert slot.resolve(Phase.CONTEXT)[0].name == "baseline"
+    context = example_call("attention", Phase.CONTEXT, TINY, transposed=True).args
+    with pytest.raises(ValueError, match="token generation"):
+        VARIANT.nki(*context, params=VARIANT.make_params(), launch=None)
+
+
+@pytest.mark.parametrize("changes,reason", [
+    (dict(head_dim=256), "head_dim 256 must be a power of two"),
+    (dict(head_dim=96), "head_dim 96 must be a power of two"),
+    (dict(hidden=2000), "hidden size 2000 must be a multiple of 128"),
+    (dict(q_heads=6, kv_heads=4), "6 q heads are not a whole number of groups of 4 KV heads"),
+    (dict(q_heads=128, kv_heads=8), "128 q + 8 k heads exceed the 128 rows"),
+    (dict(batch=64), "batch 64 x 10 q/k/v heads"),
+    (dict(batch=160, q_heads=1, kv_heads=1), "batch 160 exceeds 128"),
+    (dict(kv_lengths=(128, 4096)), "KV bucket 4096"),
+])
+def test_unsupported_shapes_are_rejected_with_a_reason(changes, reason):
+    problems = VARIANT.problems(with_(REAL_TP4, **changes), VARIANT.make_params())
+    assert any(reason in p for p in problems), problems
+
+
+@pytest.mark.parametrize("params,reason", [
+    (dict(kv_tile=96), "kv_tile=96 must be a power of two"),
+    (dict(out_cols=1024), "out_cols=1024 must be in [1, 512]"),
+    (dict(weight_tiles=0), "weight_tiles=0 must be >= 1"),
+    (dict(kv_tile=1), "640 probability tiles of 8 heads do not fit one PSUM bank"),
+])
+def test_unsupported_knobs_are_rejected_with_a_reason(params, reason):
+    problems = VARIANT.problems(with_(REAL_TP4, kv_lengths=(640,)), VARIANT.make_params(params))
+    assert any(reason in p for p in problems), problems
+
+
+def test_weight_blocks_must_leave_sbuf_room():
+    slice_tp1 = with_(REAL_TP4, q_heads=32, kv_heads=4)
+    assert VARIANT.problems(slice_tp1, VARIANT.make_params()) == []
+    (problem,) = VARIANT.problems(slice_tp1, VARIANT.make_params({"weight_tiles": 16}))
+    assert "SBUF" in problem and "weight_tiles=16" in problem
+
+
+@pytest.mark.parametrize("degree", [1, 2, 4])
+def test_serves_the_tiny_and_slice_models_at_each_tp_degree(degree):
+    for shapes, q_heads, kv_heads in ((TINY, 8, 4), (REAL_TP4, 32, 4)):
+        per_rank = with_(shapes, q_heads=q_heads // degree, kv_heads=kv_heads // degree)
+        assert VARIANT.problems(per_rank, VARIANT.make_params()) == []
