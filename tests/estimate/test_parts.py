@@ -1,4 +1,7 @@
 """Building blocks: collectives, experts touched, the roofline's efficiency, settings from the config."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,11 @@ def test_settings_from_presets(tmp_path):
 def test_bad_estimate_settings_fail_validation(override, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         validate(conf([override], tmp_path))
+
+
+def test_the_package_imports_first_in_a_fresh_interpreter():
+    """pipeline.config imports the stages, and the latency stage imports this package: no cycle from here."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    result = subprocess.run([sys.executable, "-c", "import pipeline.estimate.breakdown"], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(src)}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -6,9 +6,12 @@ import csv
 import io
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from model.dims import ModelDims
-from pipeline.config.schema import PipelineConf
+
+if TYPE_CHECKING:  # importing pipeline.config imports the stages, which import this package
+    from pipeline.config.schema import PipelineConf
 
 
 @dataclass(frozen=True)

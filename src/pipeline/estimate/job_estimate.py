@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernels.registry import Variant
 from kernels.slots import KernelSet
@@ -16,7 +16,9 @@ from pipeline.estimate.settings import EstimateSettings
 from pipeline.estimate.step import ModelEstimator
 from pipeline.estimate.tracing import KernelKey, KernelTracer, bucket_shapes
 from pipeline.evaluation.contest_score import contest_score
-from pipeline.job import Job
+
+if TYPE_CHECKING:  # pipeline.job imports pipeline.config, which imports the stages, which import this package
+    from pipeline.job import Job
 
 SCORE_KEYS = ("ttft_ms", "tpot_ms", "e2e_ms", "throughput_tok_s", "floor_tpot_ms")
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nki_cpu.cost import HARDWARE, Hardware, hardware
 from nki_cpu.cost.hardware import SUPPORTED_LNC
-from pipeline.config.schema import EstimateConf, PipelineConf
+
+if TYPE_CHECKING:  # importing pipeline.config imports the stages, which import this package
+    from pipeline.config.schema import EstimateConf, PipelineConf
 
 
 @dataclass(frozen=True)
