@@ -2,8 +2,8 @@
 
 The pipeline's model-level estimate (phase 2) needs a time for every op of a decode step, but only
 some ops are NKI kernels with traces. For the others (torch ops compiled by the Neuron compiler)
-`roofline_op` gives `max(HBM bytes / bandwidth, FLOPs / TensorE peak) + fixed overhead` on one
-logical core.
+`roofline_op` gives `max(HBM bytes / bandwidth, FLOPs / TensorE peak) / efficiency + fixed overhead` on
+one logical core.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class RooflineEstimate:
     memory_ns: float      # HBM bytes at the logical core's HBM bandwidth
     compute_ns: float     # FLOPs at the logical core's TensorE peak for the dtype
     overhead_ns: float
+    efficiency: float = 1.0   # fraction of the floor's peak rate the op reaches (1: at peak)
 
     @property
     def floor_ns(self) -> float:
@@ -53,7 +54,7 @@ class RooflineEstimate:
 
     @property
     def time_ns(self) -> float:
-        return self.floor_ns + self.overhead_ns
+        return self.floor_ns / self.efficiency + self.overhead_ns
 
     @property
     def time_us(self) -> float:
@@ -72,10 +73,13 @@ def memory_floor_ns(hbm_bytes: float, hw: Hardware, lnc: int) -> float:
 
 
 def roofline_op(flops: float, hbm_bytes: float, target: str = "trn2", lnc: int = 2, dtype: str = "bfloat16",
-                overhead_ns: float | None = None, label: str = "op") -> RooflineEstimate:
-    """Estimate a non-NKI op: max(bytes / HBM bandwidth, flops / peak) + fixed overhead, on one logical
-    core. `dtype` picks the TensorE peak (float32 is 4x slower; every other dtype runs at the bf16 rate)."""
+                overhead_ns: float | None = None, label: str = "op", efficiency: float = 1.0) -> RooflineEstimate:
+    """Estimate a non-NKI op: max(bytes / HBM bandwidth, flops / peak) / efficiency + fixed overhead, on
+    one logical core. `dtype` picks the TensorE peak (float32 is 4x slower; every other dtype runs at the
+    bf16 rate); `efficiency` in (0, 1] is the fraction of that peak the op's code reaches."""
+    if not 0 < efficiency <= 1:
+        raise ValueError(f"efficiency must be in (0, 1], got {efficiency}")
     hw = hardware(target)
     overhead = OPS_DMA_ROUND_TRIPS * hw.dma_fixed_latency_ns if overhead_ns is None else overhead_ns
     return RooflineEstimate(label, flops, hbm_bytes, memory_floor_ns(hbm_bytes, hw, lnc),
-                            flops / hw.peak_flops_per_ns(lnc, dtype), overhead)
+                            flops / hw.peak_flops_per_ns(lnc, dtype), overhead, efficiency)

@@ -113,6 +113,18 @@ class ProfileConf:
 
 
 @dataclass
+class EstimateConf:
+    """The model-level Trainium time estimate of the latency stage (src/pipeline/estimate); sources in conf/config.yaml."""
+
+    layers: Optional[int] = None  # decoder layers to estimate; None: the model's own (a slice preset sets the full count)
+    lnc: int = 2  # logical NeuronCore config: 1 or 2
+    torch_op_efficiency: float = 0.7  # fraction of HBM / TensorE peak that ops outside NKI reach
+    torch_op_overhead_us: Optional[float] = None  # fixed cost per op outside NKI; None: the cost model's default
+    allreduce_hop_us: float = 1.5  # per-hop latency of a ring collective
+    host_step_ms: float = 1.0  # host time per model call (context encoding or one decode step)
+
+
+@dataclass
 class ScoreConf:
     baseline: str = "lookup"  # lookup (FINISHED baseline run in MLflow, run it if missing) | run
 
@@ -144,6 +156,7 @@ class PipelineConf:
     accuracy: AccuracyConf = field(default_factory=AccuracyConf)
     latency: LatencyConf = field(default_factory=LatencyConf)
     profile: ProfileConf = field(default_factory=ProfileConf)
+    estimate: EstimateConf = field(default_factory=EstimateConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     paths: PathsConf = field(default_factory=PathsConf)

@@ -45,3 +45,8 @@ def validate(conf: PipelineConf) -> None:
         raise ConfigError("parallel.ep_degree > 1 is not supported yet (NxDI's default shards experts on TP)")
     if conf.workload.batch_size < 1 or conf.latency.runs < 1:
         raise ConfigError("workload.batch_size and latency.runs must be at least 1")
+    from pipeline.estimate.settings import settings_problems
+
+    problems = settings_problems(conf.estimate, conf.platform.target)
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -119,7 +119,7 @@ class CompileStage:
         check_shapes(job)
         out = job.stage_dir(self.name)
         record = plan(job)
-        traced = {}
+        traced, traces_by_kernel = {}, {}
         for layer, slot in job.kernels.slots.items():
             if slot.variant.nki is None:
                 continue
@@ -129,6 +129,7 @@ class CompileStage:
                 for i, trace in enumerate(traces):
                     (out / f"trace_{layer}_{phase.value}_{i}.json").write_text(trace.to_json())
                 traced[(layer, phase.value)] = entry
+                traces_by_kernel[(layer, phase.value)] = traces
                 if entry["max_relative_error_vs_reference"] > slot.variant.rtol:
                     raise KernelMismatch(
                         f"kernel.{layer}={slot.variant.name} ({phase.value}, {entry['shapes']}): max error "
@@ -154,5 +155,5 @@ class CompileStage:
                 f"NKI in {', '.join(nki_layers) or 'no layer'} ({len(traced)} kernel traces, hardware checks "
                 f"passed); NKI MAC ratio {ratio:.3f}; fallbacks: {tags['fallbacks']}"
             ),
-            data=record,
+            data={**record, "traces": traces_by_kernel},  # traces for the estimates of later stages
         )

@@ -1,6 +1,11 @@
 """CPU profile of one generation (the first prompt): the torch profiler's top operators, a Chrome trace
 (open in ui.perfetto.dev or chrome://tracing), and the time spent in each kernel slot as a table and a
-bar chart. These are CPU times of the PyTorch model, not Trainium times."""
+bar chart. These are CPU times of the PyTorch model, not Trainium times.
+
+Trainium side, ESTIMATED by the cost model (nki_cpu.cost) on the interpreter traces of every NKI kernel of the
+run at the workload's per-rank shapes (the first bucket of each phase, as the compile stage traces): per
+kernel a Perfetto trace (one track per engine and DMA queue), a timeline PNG and a summary table, one
+roofline PNG of all of them, and `est.<layer>.<phase>.*` metrics (time, floor, ratio, busy fractions)."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from nki_cpu import cost  # noqa: E402
+from pipeline.estimate import EstimateSettings, job_tracer, nki_kernels  # noqa: E402
 from pipeline.job import Job  # noqa: E402
 from pipeline.stages.base import StageResult, register_stage  # noqa: E402
 
@@ -37,6 +44,42 @@ def plot(times: dict[str, float], path) -> None:
     plt.close(fig)
 
 
+def kernel_metrics(name: str, estimates: list[cost.KernelEstimate]) -> dict[str, float]:
+    """Estimated time and floor of one kernel call (all its launches), their ratio and the busy fraction per
+    engine kind (time-weighted over launches)."""
+    time_us, floor_us = sum(e.time_us for e in estimates), sum(e.floor_us for e in estimates)
+    metrics = {f"est.{name}.time_us": time_us, f"est.{name}.floor_us": floor_us,
+               f"est.{name}.vs_floor": time_us / floor_us if floor_us else 0.0}
+    for kind in estimates[0].engine_busy_fraction:
+        busy = sum(e.engine_busy_fraction[kind] * e.time_us for e in estimates)
+        metrics[f"est.{name}.busy.{kind}"] = busy / time_us if time_us else 0.0
+    return metrics
+
+
+def trainium_profile(job: Job, out) -> tuple[dict[str, float], str]:
+    """Write the cost model's outputs for every NKI kernel of the job; (metrics, one-line summary)."""
+    settings = EstimateSettings.from_conf(job.conf, job.dims.num_hidden_layers)
+    tracer = job_tracer(job, settings)
+    metrics, tables, points, lines = {}, [], [], []
+    for kernel in nki_kernels(job):
+        name = f"{kernel.layer}.{kernel.phase.value}"
+        estimates = tracer.estimates(kernel.key, kernel.variant, kernel.params)
+        for i, est in enumerate(estimates):
+            stem = out / f"est_{kernel.layer}_{kernel.phase.value}_{i}"
+            cost.write_perfetto(est, f"{stem}.perfetto.json")
+            cost.plot_timeline(est, f"{stem}_timeline.png")
+            tables.append(f"== kernel.{kernel.layer}={kernel.variant.name}, {kernel.phase.value}, launch {i}\n"
+                          f"{cost.summary_table(est)}")
+            points.append(est.roofline_point(name if len(estimates) == 1 else f"{name}[{i}]"))
+        metrics |= kernel_metrics(name, estimates)
+        lines.append(f"{name} {metrics[f'est.{name}.time_us']:.1f} us ({metrics[f'est.{name}.vs_floor']:.1f}x floor)")
+    if not points:
+        return {}, "no NKI kernel to estimate"
+    (out / "est_summary.txt").write_text("\n\n".join(tables) + "\n")
+    cost.plot_roofline(points, settings.target, out / "est_roofline.png", lnc=settings.lnc)
+    return metrics, f"est. {settings.target} LNC={settings.lnc}: " + ", ".join(lines)
+
+
 @register_stage("profile")
 class ProfileStage:
     def run(self, job: Job) -> StageResult:
@@ -59,8 +102,11 @@ class ProfileStage:
         plot(times, out / "kernel_times.png")
         total = sum(times.values()) or 1.0
         top = next(iter(times), "none")
+        est_metrics, est_summary = trainium_profile(job, out)
         return StageResult(
-            metrics={f"cpu_ms.{k}": v for k, v in times.items()} | {"e2e_ms": generation.e2e_s * 1000},
-            summary=f"CPU profile of prompt 0: top kernel {top} ({100 * times.get(top, 0) / total:.0f}% of kernel time)",
+            metrics={f"cpu_ms.{k}": v for k, v in times.items()} | {"e2e_ms": generation.e2e_s * 1000} | est_metrics,
+            headline={k: v for k, v in est_metrics.items() if k.endswith((".time_us", ".vs_floor"))},
+            summary=(f"CPU profile of prompt 0: top kernel {top} ({100 * times.get(top, 0) / total:.0f}% of kernel "
+                     f"time) | {est_summary}"),
             data=times,
         )

@@ -10,15 +10,11 @@ from __future__ import annotations
 import json
 import statistics
 
+from pipeline.evaluation.contest_score import contest_score
 from pipeline.identity import all_baseline, workload_key
 from pipeline.job import Job
 from pipeline.stages.base import StageResult, register_stage
 from pipeline.stages.latency import measure
-
-
-def contest_score(accuracy: float, base_latency: float, latency: float, throughput: float, base_throughput: float,
-                  nki_ratio: float) -> float:
-    return accuracy * (base_latency / latency) * (throughput / base_throughput) * (1.0 + nki_ratio)
 
 
 def nki_mac_ratio(job: Job) -> float:

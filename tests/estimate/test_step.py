@@ -1,0 +1,82 @@
+"""A model call's estimate is the sum of its parts, torch ops follow the roofline by hand, NKI kernels come
+from the cost model on their traces (traced once per bucket), and decode never beats the weight floor."""
+import pytest
+
+from kernels.slots import KernelSet
+from kernels.types import Phase
+from nki_cpu import cost
+from pipeline.estimate import ModelEstimator
+from pipeline.estimate.step import CALL, CALL_OPS, LAYER, LAYER_OPS
+from pipeline.estimate.tracing import bucket_shapes, trace_variant
+from pipeline.stages.compile import DECODER_SLOTS, MODEL_SLOTS
+from tests.estimate.shapes import BUCKETS, REAL, TINY, settings, shapes
+
+BASELINE = KernelSet.baseline()
+NKI_NORM = KernelSet.from_choices({"norm": "nki_add_rmsnorm"})
+
+
+def estimator(kernels=BASELINE, dims=REAL, tp=4, **kw):
+    return ModelEstimator(shapes(dims, tp), tp, kernels, settings(**kw))
+
+
+def test_step_structure_matches_the_compile_stage_slot_counts():
+    assert dict(LAYER_OPS) == DECODER_SLOTS
+    assert set(MODEL_SLOTS.items()) <= set(CALL_OPS)
+
+
+@pytest.mark.parametrize("phase, bucket", [(Phase.TOKEN, 128), (Phase.TOKEN, 640), (Phase.CONTEXT, 256)])
+@pytest.mark.parametrize("kernels", [BASELINE, NKI_NORM], ids=["baseline", "nki_norm"])
+def test_step_is_layers_times_per_layer_plus_all_reduces_plus_per_call_plus_host(phase, bucket, kernels):
+    step = estimator(kernels, layers=48).step(phase, bucket)
+    per_layer = sum(p.calls * p.time_ns for p in step.parts if p.scope == LAYER and p.source in ("nki", "torch"))
+    (all_reduce,) = [p for p in step.parts if p.name == "all_reduce"]
+    per_call = sum(p.time_ns for p in step.parts if p.scope == CALL and p.source != "host")
+    (host,) = [p for p in step.parts if p.source == "host"]
+    assert all_reduce.calls == 2 and all_reduce.scope == LAYER and all_reduce.time_ns > 0
+    assert host.time_ns == 1e6
+    assert step.total_ns == pytest.approx(48 * (per_layer + 2 * all_reduce.time_ns) + per_call + host.time_ns)
+    fewer = estimator(kernels, layers=2).step(phase, bucket)
+    assert step.total_ns - fewer.total_ns == pytest.approx(46 * (per_layer + 2 * all_reduce.time_ns))
+
+
+def test_torch_experts_decode_part_by_hand():
+    """8 selected experts x (gate_up 2048 x 384 + down 192 x 2048) bf16 per rank, at 0.725 TB/s (trn2, LNC=2),
+    70% efficiency, plus two 1.3 us DMA latencies."""
+    step = estimator().step(Phase.TOKEN, 128)
+    (experts,) = [p for p in step.parts if p.name == "experts"]
+    weights = 8 * 3 * 2048 * 192 * 2
+    activations = 2 * 2 * 2048 + 8 * (2 + 8)
+    assert experts.weight_bytes == weights
+    assert experts.time_ns == pytest.approx((weights + activations) / 725.0 / 0.7 + 2 * 1300)
+
+
+def test_nki_part_is_the_cost_model_on_its_trace_traced_once_per_bucket():
+    est = estimator(NKI_NORM, dims=TINY, tp=1, layers=48)
+    steps = [est.step(Phase.TOKEN, kv) for kv in BUCKETS]
+    norms = [p for p in steps[0].parts if p.name == "norm"]
+    assert {p.source for p in norms} == {"nki"} and [p.calls for p in norms] == [2, 1]
+    variant, params = NKI_NORM.norm.resolve(Phase.TOKEN)
+    traces = trace_variant("norm", variant, params, Phase.TOKEN, bucket_shapes(shapes(TINY, 1), Phase.TOKEN, 128),
+                           "trn2")
+    assert norms[0].time_ns == pytest.approx(sum(cost.estimate(t, "trn2", 2).time_ns for t in traces))
+    assert est.tracer.traced == len(BUCKETS)  # 97 norm calls per step, one trace per KV bucket
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn3"])
+@pytest.mark.parametrize("kernels", [BASELINE, NKI_NORM], ids=["baseline", "nki_norm"])
+@pytest.mark.parametrize("optimistic", [False, True], ids=["configured", "no_overheads"])
+def test_decode_never_beats_the_weight_bytes_floor(target, kernels, optimistic):
+    extremes = dict(torch_op_efficiency=1.0, torch_op_overhead_ns=0.0, allreduce_hop_ns=0.0, host_step_ns=0.0)
+    est = estimator(kernels, target=target, **(extremes if optimistic else {}))
+    for kv in BUCKETS:
+        step = est.step(Phase.TOKEN, kv)
+        assert step.total_ns >= step.weight_floor_ns > 0
+
+
+@pytest.mark.parametrize("target, floor_ms", [("trn2", 2.16), ("trn3", 1.28)])
+def test_weight_floor_is_the_documented_decode_floor(target, floor_ms):
+    """hardware-and-model.md §10.1: 6.27 GB per token at KV bucket 128 over 2.9 / 4.9 TB/s."""
+    step = estimator(target=target).step(Phase.TOKEN, 128)
+    assert step.weight_floor_ns / 1e6 == pytest.approx(floor_ms, abs=0.01)
+    chip_bytes = 4 * step.weight_floor_ns * step.hbm_bytes_per_ns
+    assert chip_bytes / 1e9 == pytest.approx(6.27, abs=0.01)
