@@ -34,7 +34,7 @@ def _check_matmul_dtypes(site, target, stationary, moving, dst, is_transpose):
     names = (stationary.dtype.name, moving.dtype.name)
     for role, name in zip(("stationary", "moving"), names):
         if name not in _PE_INPUTS:
-            fail("nc_matmul", f"TensorE inputs are fp8/bf16/fp16/tf32/fp32", f"{role} dtype {name}", site)
+            fail("nc_matmul", "TensorE inputs are fp8/bf16/fp16/tf32/fp32", f"{role} dtype {name}", site)
     if (names[0] in _FP32_FAMILY) != (names[1] in _FP32_FAMILY) and not is_transpose:
         fail("nc_matmul", "fp32/tf32 inputs combine only with fp32/tf32", f"stationary {names[0]}, moving {names[1]}", site)
     if {"float8_e4m3", "float8_e4m3fn"} <= set(names):

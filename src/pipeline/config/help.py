@@ -37,8 +37,9 @@ def kernel_catalogue() -> str:
 
 
 def help_config() -> dict:
-    from pipeline.stages import STAGES
+    from pipeline.config.schema import PipelineConf
 
+    stages = next(f.default_factory() for f in dataclasses.fields(PipelineConf) if f.name == "stages")
     template = "\n".join([
         USAGE,
         "== Configuration groups (group=option) ==",
@@ -46,7 +47,7 @@ def help_config() -> dict:
         "",
         kernel_catalogue(),
         "",
-        f"== Stages (stages=[...], run in order) ==\n  {', '.join(STAGES)}",
+        f"== Stages (stages=[...], run in order; default all) ==\n  {', '.join(stages)}",
         "",
         "== Config (override anything: key.sub=value) ==",
         "$CONFIG",

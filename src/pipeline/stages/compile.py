@@ -9,7 +9,6 @@ import json
 
 import torch
 
-import kernels
 from kernels.examples import example_call
 from kernels.executors import make_executor
 from kernels.macs import baseline_macs
