@@ -149,7 +149,8 @@ def expert_mlp(stream, x_t, token, dtype):
         first, size = stream.gate_up_spans[load]
         project(gate_up, load, stream.take(), size, x_t, first, token)
     h_t = gated(gate_up, stream.i_chunks, dtype)
-    down = nl.ndarray((pmax, stream.k_tiles, len(stream.down_spans)), dtype=nl.float32, buffer=nl.psum)
+    h_chunks = stream.down.shape[2] // pmax
+    down = nl.ndarray((pmax, h_chunks, len(stream.down_spans)), dtype=nl.float32, buffer=nl.psum)
     for load in range(len(stream.down_spans)):
         first, size = stream.down_spans[load]
         project(down, load, stream.take(), size, h_t, first, 0)

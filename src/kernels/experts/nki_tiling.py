@@ -14,7 +14,6 @@ PARTITIONS = 128  # nl.tile_size.pmax: rows of a K tile, and of an output chunk 
 MAX_STATIONARY = 128  # nl.tile_size.gemm_stationary_fmax: columns of an intermediate chunk
 PSUM_BANK_BYTES = 2048  # one accumulation tile per projection must fit one bank
 SBUF_BYTES = 212984  # usable bytes per partition on trn2 (trn3 has 245752)
-SMALL_TILES_BYTES = 1024  # bound on the kernels' per-expert scratch tiles (ids, affinities, activations)
 
 
 def equal_chunk(total: int, largest: int) -> int | None:
@@ -43,6 +42,7 @@ class ExpertTiling:
 
     @property
     def k_tiles(self) -> int:
+        """128-row tiles of the gate/up contraction over hidden."""
         return self.hidden // PARTITIONS
 
     @property
@@ -51,6 +51,7 @@ class ExpertTiling:
 
     @property
     def h_chunks(self) -> int:
+        """128-row output chunks of the down projection (as many as k_tiles, another role)."""
         return self.hidden // PARTITIONS
 
     @property
@@ -67,13 +68,15 @@ class ExpertTiling:
                 "down": 4 * self.h_chunks * self.down_loads}
 
     def sbuf_bytes(self) -> int:
-        """An upper bound of the kernels' live SBUF bytes per partition: weight buffers, the tokens,
-        per-expert outputs or the fp32 accumulator, and small scratch tiles."""
-        weights = self.bufs * self.dtype_bytes * (self.k_tiles_per_load * 2 * self.intermediate
-                                                  + self.i_chunks_per_load * self.hidden)
-        tokens = self.dtype_bytes * self.k_tiles * self.tokens
-        outputs = self.h_chunks * self.tokens * (self.top_k * self.dtype_bytes + 4 + self.dtype_bytes)
-        return weights + tokens + outputs + SMALL_TILES_BYTES
+        """An upper bound of the kernels' live SBUF bytes per partition: weight buffers, the tokens, expert ids
+        and affinities, per-expert outputs or the fp32 accumulator, and the scratch tiles of two experts."""
+        d, slots = self.dtype_bytes, self.tokens * self.top_k
+        weights = self.bufs * d * (self.k_tiles_per_load * 2 * self.intermediate + self.i_chunks_per_load * self.hidden)
+        tokens = d * self.k_tiles * self.tokens
+        routing = slots * (4 + d + 4)  # int32 ids, affinities and their fp32 copy
+        outputs = self.h_chunks * (slots * d + self.tokens * (4 + d))
+        scratch = 2 * d * (4 * self.i_chunks + 2 * self.h_chunks)  # gate/up, silu, h; expert output, scaled
+        return weights + tokens + routing + outputs + scratch
 
 
 def tiling(shapes: LayerShapes, i_chunk: int, k_tiles_per_load: int | None = None,
