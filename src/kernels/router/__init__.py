@@ -1,2 +1,2 @@
 """Router (gate + top-k) variants."""
-from kernels.router import baseline  # noqa: F401
+from kernels.router import baseline, nki_topk  # noqa: F401

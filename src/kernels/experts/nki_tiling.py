@@ -1,0 +1,126 @@
+"""How the NKI expert kernels cut one rank's expert weights into tiles, and what that costs on chip.
+
+Shared by the variants' launchers (which pass the tile sizes to the kernels) and their shape checks (which
+run at config time, so this module imports no NKI). Hardware numbers are trn2's, the smaller target.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernels.experts.baseline import uses_selective_loading
+from kernels.types import LayerShapes
+
+PARTITIONS = 128  # nl.tile_size.pmax: rows of a K tile, and of an output chunk of hidden
+MAX_STATIONARY = 128  # nl.tile_size.gemm_stationary_fmax: columns of an intermediate chunk
+PSUM_BANK_BYTES = 2048  # one accumulation tile per projection must fit one bank
+SBUF_BYTES = 212984  # usable bytes per partition on trn2 (trn3 has 245752)
+
+
+def equal_chunk(total: int, largest: int) -> int | None:
+    """The size of the fewest equal chunks of at most `largest` that cover `total` (None if they do not divide it)."""
+    count = -(-total // largest)
+    return total // count if total % count == 0 else None
+
+
+@dataclass(frozen=True)
+class ExpertTiling:
+    """Tile sizes of one call: x [tokens, hidden] through top_k experts with `intermediate` columns per rank.
+
+    Gate/up weights stream in loads of `k_tiles_per_load` 128-row tiles of hidden, down weights in loads of
+    `i_chunks_per_load` chunks of `i_chunk` intermediate rows, through `bufs` SBUF buffers per stream.
+    """
+
+    tokens: int
+    top_k: int
+    hidden: int
+    intermediate: int
+    i_chunk: int
+    k_tiles_per_load: int
+    i_chunks_per_load: int
+    bufs: int
+    dtype_bytes: int = 2
+
+    @property
+    def k_tiles(self) -> int:
+        """128-row tiles of the gate/up contraction over hidden."""
+        return self.hidden // PARTITIONS
+
+    @property
+    def i_chunks(self) -> int:
+        return self.intermediate // self.i_chunk
+
+    @property
+    def h_chunks(self) -> int:
+        """128-row output chunks of the down projection (as many as k_tiles, another role)."""
+        return self.hidden // PARTITIONS
+
+    @property
+    def gate_up_loads(self) -> int:
+        return -(-self.k_tiles // self.k_tiles_per_load)
+
+    @property
+    def down_loads(self) -> int:
+        return -(-self.i_chunks // self.i_chunks_per_load)
+
+    def psum_bytes(self) -> dict[str, int]:
+        """fp32 bytes per partition of each projection's partial-sum tile [rows, groups, loads]."""
+        return {"gate/up": 4 * 2 * self.i_chunks * self.gate_up_loads,
+                "down": 4 * self.h_chunks * self.down_loads}
+
+    def sbuf_bytes(self) -> int:
+        """An upper bound of the kernels' live SBUF bytes per partition: weight buffers, the tokens, expert ids
+        and affinities, per-expert outputs or the fp32 accumulator, and the scratch tiles of two experts."""
+        d, slots = self.dtype_bytes, self.tokens * self.top_k
+        weights = self.bufs * d * (self.k_tiles_per_load * 2 * self.intermediate + self.i_chunks_per_load * self.hidden)
+        tokens = d * self.k_tiles * self.tokens
+        routing = slots * (4 + d + 4)  # int32 ids, affinities and their fp32 copy
+        outputs = self.h_chunks * (slots * d + self.tokens * (4 + d))
+        scratch = 2 * d * (4 * self.i_chunks + 2 * self.h_chunks)  # gate/up, silu, h; expert output, scaled
+        return weights + tokens + routing + outputs + scratch
+
+
+def tiling(shapes: LayerShapes, i_chunk: int, k_tiles_per_load: int | None = None,
+           i_chunks_per_load: int | None = None, bufs: int = 1) -> ExpertTiling:
+    """The decode tiling at `shapes`; loads never exceed one expert, and `None` takes a whole expert at once."""
+    k_tiles, i_chunks = shapes.hidden // PARTITIONS, shapes.intermediate // i_chunk
+    return ExpertTiling(
+        tokens=shapes.batch, top_k=shapes.top_k, hidden=shapes.hidden, intermediate=shapes.intermediate,
+        i_chunk=i_chunk, k_tiles_per_load=min(k_tiles_per_load or k_tiles, k_tiles),
+        i_chunks_per_load=min(i_chunks_per_load or i_chunks, i_chunks), bufs=bufs,
+        dtype_bytes=shapes.dtype.itemsize,
+    )
+
+
+def problems(shapes: LayerShapes, intermediate_tile: int, k_tiles_per_load: int | None = None,
+             i_chunks_per_load: int | None = None, bufs: int = 1) -> list[str]:
+    """Why the decode expert kernels cannot serve `shapes` with these tile sizes (empty when they can)."""
+    found = []
+    if not uses_selective_loading(shapes.batch, shapes.top_k, shapes.experts):
+        found.append(
+            f"decode batch {shapes.batch} x top-{shapes.top_k} reaches {shapes.experts} experts, where the baseline "
+            f"switches from selective loading to all-expert accumulation (batch * top_k < experts is required)"
+        )
+    if shapes.hidden % PARTITIONS:
+        found.append(f"hidden size {shapes.hidden} is not a multiple of {PARTITIONS} partitions")
+    for knob, value in (("k_tiles_per_dma", k_tiles_per_load), ("i_chunks_per_dma", i_chunks_per_load),
+                        ("bufs", bufs)):
+        if value is not None and value < 1:
+            found.append(f"{knob}={value} must be at least 1")
+    if not 1 <= intermediate_tile <= MAX_STATIONARY:
+        found.append(f"intermediate_tile={intermediate_tile} must be in 1..{MAX_STATIONARY} (matmul stationary width)")
+    elif equal_chunk(shapes.intermediate, intermediate_tile) is None:
+        count = -(-shapes.intermediate // intermediate_tile)
+        found.append(f"intermediate size per rank {shapes.intermediate} does not split into {count} equal chunks "
+                     f"of at most intermediate_tile={intermediate_tile} rows")
+    if found:
+        return found
+    plan = tiling(shapes, equal_chunk(shapes.intermediate, intermediate_tile), k_tiles_per_load, i_chunks_per_load,
+                  bufs)
+    for projection, used in plan.psum_bytes().items():
+        if used > PSUM_BANK_BYTES:
+            found.append(f"{projection} partial sums need {used} bytes per partition, more than one "
+                         f"{PSUM_BANK_BYTES}-byte PSUM bank (load more rows per DMA)")
+    if plan.sbuf_bytes() > SBUF_BYTES:
+        found.append(f"SBUF budget: about {plan.sbuf_bytes()} bytes per partition needed, {SBUF_BYTES} available "
+                     f"on trn2 (fewer buffers or smaller loads)")
+    return found

@@ -1,0 +1,60 @@
+"""experts.selective_v1: NxD's selective loading as an NKI kernel (decode only).
+
+The kernel gathers only the selected experts' weights from the full per-rank tensors by indirect DMA, a whole
+expert per pair of DMAs, and returns each slot's expert output; the affinity-weighted sum over the k
+experts stays in torch, with the baseline's ops. Context encoding falls back to the baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kernels.experts.baseline import experts_reference
+from kernels.experts.nki_tiling import equal_chunk, problems
+from kernels.nki_support import nki_module
+from kernels.registry import Variant, register
+from kernels.types import ExpertWeights, LayerShapes, Phase
+
+KERNELS = "kernels.experts.selective_v1_kernel"
+# TensorE accumulates gate/up and down in fp32 in another order than torch's CPU matmul, so a product can
+# round to the neighbouring bf16 value; that flip moves an expert output, and so the sum, by about one bf16
+# ulp of the largest output element (ulp(v) <= 2^-7 |v|). Everything else reproduces the baseline bit for bit.
+ONE_BF16_ULP_OF_MAX = 2.0**-7
+
+
+@dataclass(frozen=True)
+class SelectiveV1Params:
+    intermediate_tile: int = 128  # most intermediate rows per chunk; I/rank is cut into equal chunks
+
+
+def check_shapes(shapes: LayerShapes, params: SelectiveV1Params) -> list[str]:
+    return problems(shapes, params.intermediate_tile)
+
+
+def combine(outputs: torch.Tensor, affinities: torch.Tensor) -> torch.Tensor:
+    """outputs [T, k, H] scaled by affinities [T, k] and summed over k, as the baseline's selective path."""
+    return (outputs * affinities.unsqueeze(-1)).sum(dim=1)
+
+
+def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
+        params: SelectiveV1Params, launch) -> torch.Tensor:
+    kernels = nki_module(KERNELS)
+    i_chunk = equal_chunk(weights.down.shape[1], params.intermediate_tile)
+    outputs = launch(kernels.selective_v1, x, index.to(torch.int32), weights.gate_up, weights.down, i_chunk)
+    return combine(outputs.view(*index.shape, -1), affinities)
+
+
+register(
+    Variant(
+        layer="experts",
+        name="selective_v1",
+        summary="NKI selective loading: indirect-DMA whole selected experts, MLP in NKI, affinity sum in torch",
+        reference=experts_reference,
+        params=SelectiveV1Params,
+        nki=run,
+        phases=frozenset({Phase.TOKEN}),
+        check_shapes=check_shapes,
+        rtol=ONE_BF16_ULP_OF_MAX,
+    )
+)
