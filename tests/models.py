@@ -16,7 +16,8 @@ from tests.conftest import CACHE
 
 
 def model_dims(name: str) -> ModelDims:
-    return ModelDims(**yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())["dims"])
+    preset = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())
+    return ModelDims(**preset.get("model", preset)["dims"])  # `# @package _global_` presets nest under model
 
 
 def checkpoint(name: str) -> Path:

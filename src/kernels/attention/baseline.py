@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from kernels.norm.baseline import rms_norm
 from kernels.registry import Variant, register
-from kernels.torch_ops import linear
+from kernels.torch_ops import linear, linear_many
 from kernels.types import AttentionInputs, AttentionWeights, Phase
 
 
@@ -36,9 +36,14 @@ def project_qkv(
     """x [B, S, H] -> q [B, Hq, S, D], k and v [B, Hkv, S, D], with q/k norm and RoPE applied."""
     batch, seq, _ = x.shape
     head_dim = w.q_norm.shape[0]
-    q = rms_norm(linear(x, w.q_proj).view(batch, seq, -1, head_dim), w.q_norm, w.eps).transpose(1, 2)
-    k = rms_norm(linear(x, w.k_proj).view(batch, seq, -1, head_dim), w.k_norm, w.eps).transpose(1, 2)
-    v = linear(x, w.v_proj).view(batch, seq, -1, head_dim).transpose(1, 2)
+    weights = [w.q_proj, w.k_proj, w.v_proj]
+    if batch * seq == 1:
+        q, k, v = linear_many(x.reshape(-1), weights)
+    else:
+        q, k, v = (linear(x, weight) for weight in weights)
+    q = rms_norm(q.reshape(batch, seq, -1, head_dim), w.q_norm, w.eps).transpose(1, 2)
+    k = rms_norm(k.reshape(batch, seq, -1, head_dim), w.k_norm, w.eps).transpose(1, 2)
+    v = v.reshape(batch, seq, -1, head_dim).transpose(1, 2)
     return apply_rope(q, inputs.cos, inputs.sin), apply_rope(k, inputs.cos, inputs.sin), v
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.registry import Variant, register
-from kernels.torch_ops import matmul
+from kernels.torch_ops import linear_many, matmul
 from kernels.types import ExpertWeights
 
 SELECTIVE_LOADING_THRESHOLD = 1.0  # NxD model_utils.DEFAULT_SELECTIVE_LOADING_THRESHOLD
@@ -41,10 +41,10 @@ def uses_selective_loading(tokens: int, top_k: int, experts: int) -> bool:
 
 
 def _selective(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights) -> torch.Tensor:
-    top_k = index.shape[1]
     rows = []
     for t, chosen in enumerate(index.tolist()):
-        outputs = _grouped_mlp(x[t : t + 1].expand(top_k, -1), chosen, [1] * top_k, w)
+        gate, up = torch.stack(linear_many(x[t], [w.gate_up[e].mT for e in chosen])).chunk(2, dim=-1)
+        outputs = torch.stack(linear_many(F.silu(gate) * up, [w.down[e].mT for e in chosen]))
         rows.append((outputs * affinities[t].unsqueeze(1)).sum(dim=0))
     return torch.stack(rows)
 
