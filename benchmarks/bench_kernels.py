@@ -1,0 +1,118 @@
+"""Benchmark of every registered NKI kernel variant at real per-rank shapes (Qwen3-30B-A3B at TP=4,
+batch 1; attention at each contest KV bucket).
+
+    PYTHONPATH=src python benchmarks/bench_kernels.py
+
+Measured in this run: the interpreted kernel against its torch reference (medians) and its error, the
+trace's instructions per engine, MACs and DMA bytes; estimated by the cost model: the kernel's Trainium
+time on trn2 and trn3 (LNC=2) against its floor (the larger of its HBM bytes over the logical core's
+bandwidth and its FLOPs over TensorE peak). Issue 4's goal: decode experts and attention within 1.5x
+of their floor.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+import kernels  # noqa: E402
+import nki_cpu  # noqa: E402
+from kernels.examples import example_call  # noqa: E402
+from kernels.executors import make_executor  # noqa: E402
+from kernels.types import LayerShapes, Phase  # noqa: E402
+from model.dims import ModelDims  # noqa: E402
+from model.parallel import TensorParallel  # noqa: E402
+from nki_cpu import cost  # noqa: E402
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+TP_DEGREE = 4
+KV_BUCKETS = (128, 256, 640)
+TARGETS = ("trn2", "trn3")
+
+
+def real_shapes(kv: int) -> LayerShapes:
+    preset = yaml.safe_load(open(os.path.join(HERE, "..", "conf", "model", "qwen3_30b_a3b_slice.yaml")))
+    dims = ModelDims(**preset.get("model", preset)["dims"])
+    return TensorParallel(dims, TP_DEGREE).layer_shapes(1, (128,), (kv,), torch.bfloat16)
+
+
+def cases() -> list[tuple[kernels.Variant, Phase, LayerShapes]]:
+    found = []
+    for variants in kernels.catalogue().values():
+        for variant in (v for v in variants if v.nki and not v.test_only):
+            for phase in sorted(variant.phases, key=lambda p: p.value):
+                buckets = KV_BUCKETS if (variant.layer == "attention" and phase is Phase.TOKEN) else KV_BUCKETS[:1]
+                found.extend((variant, phase, real_shapes(kv)) for kv in buckets)
+    return found
+
+
+def _median(fn):
+    times, result = [], None
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _error(actual, expected) -> float:
+    pairs = zip(actual, expected) if isinstance(actual, tuple) else [(actual, expected)]
+    worst = 0.0
+    for a, e in pairs:
+        if e.is_floating_point():
+            worst = max(worst, float((a.float() - e.float()).abs().max() / e.float().abs().max().clamp_min(1e-30)))
+        else:
+            worst = max(worst, float((a != e).any()))
+    return worst
+
+
+def bench(variant: kernels.Variant, phase: Phase, shapes: LayerShapes, calls: dict) -> str:
+    params = variant.make_params()
+    key = (variant.layer, phase, variant.transpose_weights, shapes.kv_lengths)
+    if key not in calls:  # drawing real-size weights takes seconds: once per layer, phase and layout
+        calls[key] = example_call(variant.layer, phase, shapes, seed=0, transposed=variant.transpose_weights)
+    call = calls[key]
+    run = make_executor("interp", "trn2")
+
+    def interpreted():
+        with nki_cpu.recording() as traces:
+            return run(variant, params, call.args), traces
+
+    interp_s, (actual, traces) = _median(interpreted)
+    torch_s, expected = _median(lambda: variant.reference(*call.args, params=params))
+    counts = Counter()
+    for trace in traces:
+        counts.update(trace.count_by_engine())
+    engines = ", ".join(f"{e} {n}" for e, n in sorted(counts.items()))
+    lines = [
+        f"{variant.layer}.{variant.name} ({phase.value}, {call.label})",
+        f"  interpreted {interp_s * 1e3:8.1f} ms   torch reference {torch_s * 1e3:7.1f} ms   "
+        f"ratio {interp_s / torch_s:5.1f}x   max error {_error(actual, expected):.2g} of max|ref|",
+        f"  {sum(len(t) for t in traces)} instructions ({engines}); MACs {sum(t.total_macs for t in traces):,}; "
+        f"DMA bytes {sum(t.total_dma_bytes for t in traces):,}",
+    ]
+    for target in TARGETS:
+        estimates = [cost.estimate(t, target=target, lnc=2) for t in traces]
+        time_us, floor_us = sum(e.time_us for e in estimates), sum(e.floor_us for e in estimates)
+        lines.append(f"  est. {target}: {time_us:8.1f} us   floor {floor_us:7.1f} us   est./floor {time_us / floor_us:5.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(f"== NKI kernels at real per-rank shapes (TP={TP_DEGREE}, batch 1; interpreted with trn2 limits; "
+          f"median of {REPEATS}; estimates are the cost model's, LNC=2) ==")
+    calls: dict = {}
+    for variant, phase, shapes in cases():
+        print(bench(variant, phase, shapes, calls), flush=True)
+
+
+if __name__ == "__main__":
+    main()
