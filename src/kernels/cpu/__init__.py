@@ -25,8 +25,13 @@ FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "nki-moe-pipeline" / "cpu_kernels"
+    """The user cache directory, or the system temporary directory where that is not writable."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nki-moe-pipeline" / "cpu_kernels"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    except OSError:
+        return Path(tempfile.gettempdir()) / "nki-moe-pipeline-cpu-kernels"
 
 
 def _cpu_supports_avx2_fma() -> bool:
