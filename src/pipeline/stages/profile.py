@@ -87,7 +87,7 @@ class ProfileStage:
         prompt = job.prompts[0]
         model = job.model()
         job.generate(model, prompt.ids, prompt.max_new_tokens)  # warm-up outside the profile
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
             generation = job.generate(model, prompt.ids, prompt.max_new_tokens)
         prof.export_chrome_trace(str(out / "trace.json"))
         averages = prof.key_averages()
