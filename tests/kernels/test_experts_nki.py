@@ -124,6 +124,7 @@ def test_real_shapes_batch_with_overlapping_selections(name, real_weights):
 GROUPED_KNOBS = [
     {"cores": 1}, {"k_tiles_per_dma": 1}, {"k_tiles_per_dma": 3}, {"i_chunks_per_dma": 1}, {"i_chunks_per_dma": 2},
     {"last_i_chunks": 0}, {"last_i_chunks": 2}, {"bufs": 1}, {"bufs": 2, "k_tiles_per_dma": 2, "i_chunks_per_dma": 2},
+    {"wide_pairs": 0}, {"wide_pairs": 1, "k_tiles_per_dma": 3}, {"cores": 1, "wide_pairs": 9},
 ]
 
 
@@ -202,10 +203,15 @@ def test_grouped_v2_issues_every_load_before_computing_at_real_shapes(real_weigh
     _, traces = run("grouped_v2", x, affinities, index, real_weights)
     for core in range(2):
         mine = [ins for ins in traces[0].instructions if ins.program_id == (core,)]
-        first_compute = next(i for i, ins in enumerate(mine) if ins.engine != "dma")
+        first_matmul = next(i for i, ins in enumerate(mine) if ins.op == "nc_matmul")
         loads = [i for i, ins in enumerate(mine) if any(o.role == "index" for o in ins.operands)]
-        assert loads and max(loads) < first_compute
+        assert loads and max(loads) < first_matmul
         assert mine[0].op == "dma_copy" and mine[0].writes[0].partitions == (0, 1)  # the expert ids come first
+        assert sum(1 for ins in mine[:loads[0]] if ins.engine == "dma") == 4  # then x (twice), the affinities
+        # the first pair's gate/up loads are wide: each expert's rows in one 24 KiB run on half the partitions
+        first_pair = [mine[i] for i in loads[:2]]
+        assert [ins.writes[0].partitions for ins in first_pair] == [(0, 64), (64, 128)]
+        assert all(ins.dma_bytes == REAL_TP4.hidden * 2 * REAL_TP4.intermediate * 2 for ins in first_pair)
 
 
 @pytest.mark.parametrize("tokens", [1, 3])
@@ -249,8 +255,13 @@ def test_on_chip_use_within_the_checked_budget_and_macs_as_baseline(name, knobs,
                              params.k_tiles_per_dma, params.i_chunks_per_dma, params.last_i_chunks,
                              params.bufs).sbuf_bytes()
         # the down projection multiplies a pair's block-diagonal h (two columns, one expert's rows each): as many
-        # multiplications by zero as useful ones, at no PE time (a matmul costs 64 cycles for up to 64 columns)
-        macs += shapes.batch * shapes.top_k * shapes.intermediate * shapes.hidden
+        # multiplications by zero as useful ones, at no PE time (a matmul costs 64 cycles for up to 64 columns);
+        # a wide pair's gate/up has them too, and computes each stationary column twice: 4x its MACs
+        slots, pairs_per_core = shapes.batch * shapes.top_k, -(-shapes.batch * shapes.top_k // 2 // params.cores)
+        macs += slots * shapes.intermediate * shapes.hidden
+        pairs = [pairs_per_core] * (slots // 2 // pairs_per_core) + [slots // 2 % pairs_per_core]
+        wide = sum(min(params.wide_pairs if params.wide_pairs is not None else n, n - 1) for n in pairs if n > 1)
+        macs += wide * 3 * 2 * shapes.hidden * 2 * shapes.intermediate
     assert trace.peak_sbuf_bytes <= budget
     assert trace.peak_psum_bytes <= 4 * 2048  # two projections' partial sums, two experts (pairs) in flight
     assert trace.total_macs == macs

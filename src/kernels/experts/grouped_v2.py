@@ -34,6 +34,7 @@ class GroupedV2Params:
     i_chunks_per_dma: int | None = None  # 64-row chunks of I per down load (None: a whole expert)
     last_i_chunks: int = 1  # chunks in each core's last down load (0: no smaller last load)
     bufs: int | None = None  # loads in flight per weight kind (None: all of a core's, if SBUF allows)
+    wide_pairs: int | None = None  # leading pairs per core with the wide gate/up layout (None: all but the last)
 
 
 def check_shapes(shapes: LayerShapes, params: GroupedV2Params) -> list[str]:
@@ -47,7 +48,8 @@ def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights:
     p = pair_tiling(x.shape[0], index.shape[1], x.shape[1], weights.down.shape[1], x.dtype.itemsize, params.cores,
                     params.k_tiles_per_dma, params.i_chunks_per_dma, params.last_i_chunks, params.bufs)
     return launch(kernels.grouped_v2[p.cores], x, affinities, index.to(torch.int32), weights.gate_up, weights.down,
-                  p.k_tiles_per_load, p.chunks_per_load, p.last_chunks, p.gate_up_bufs, p.down_bufs)
+                  p.k_tiles_per_load, p.chunks_per_load, p.last_chunks, p.gate_up_bufs, p.down_bufs,
+                  p.pairs_per_core() if params.wide_pairs is None else params.wide_pairs)
 
 
 register(

@@ -73,14 +73,16 @@ class PairStream(nl.NKIObject):
     still in use (in order, so DMA queues see them in use order) and returns load i's buffer."""
 
     def __init__(self, gate_up, down, ids, first_pair, count, k_tiles_per_load, chunks_per_load, last_chunks,
-                 gate_up_bufs, down_bufs):
+                 gate_up_bufs, down_bufs, wide_pairs):
         _, hidden, width = gate_up.shape
         pmax = nl.tile_size.pmax
         self.gate_up, self.down, self.ids = gate_up, down, ids
         self.k_tiles = hidden // pmax
+        self.steps = hidden // HALF  # 64-row contraction steps of a wide pair
         self.chunks = width // 2 // HALF
-        self.gate_up_spans = spans(self.k_tiles, k_tiles_per_load)
-        self.loads = []  # (kind, local pair, first, size, ring slot)
+        self.per_partition = 2 * k_tiles_per_load * width  # elements per partition of a gate/up buffer
+        self.wide = min(wide_pairs, count - 1) if count > 1 else 0  # the first `wide` pairs use the wide layout
+        self.loads = []  # (kind, local pair, first, size, ring slot, ordinal of its kind)
         order = []
         for q in range(count):
             order.append(("gate_up", q))
@@ -92,8 +94,10 @@ class PairStream(nl.NKIObject):
         bufs = {"gate_up": gate_up_bufs, "down": down_bufs}
         self.first_load = {}
         for kind, q in order:
-            if kind == "gate_up":
-                pieces = self.gate_up_spans
+            if kind == "gate_up" and q < self.wide:
+                pieces = spans(self.steps, 2 * k_tiles_per_load)
+            elif kind == "gate_up":
+                pieces = spans(self.k_tiles, k_tiles_per_load)
             else:
                 pieces = down_spans(self.chunks, chunks_per_load, last_chunks if q == count - 1 else 0)
             self.first_load[(kind, q)] = len(self.loads)
@@ -128,7 +132,14 @@ class PairStream(nl.NKIObject):
         pair = self.first_pair + q
         for e in range(2):
             expert = self.ids[0:1, 2 * pair + e:2 * pair + e + 1]
-            if kind == "gate_up":
+            if kind == "gate_up" and q < self.wide:  # expert e's rows e * 64 + p -> partition, one run each
+                width = self.gate_up.shape[2]
+                src = self.gate_up.ap(pattern=[[self.steps * width, HALF], [1, size * width]], offset=first * width,
+                                      scalar_offset=expert, indirect_dim=0)
+                dst = self.gate_up_ring[slot].ap(pattern=[[self.per_partition, HALF], [1, size * width]],
+                                                 offset=e * HALF * self.per_partition)
+                nisa.dma_copy(dst=dst, src=src)
+            elif kind == "gate_up":
                 width = self.gate_up.shape[2]
                 src = self.gate_up.ap(pattern=[[self.k_tiles * width, nl.tile_size.pmax], [1, size * width]],
                                       offset=first * width, scalar_offset=expert, indirect_dim=0)
@@ -155,35 +166,52 @@ class PairStream(nl.NKIObject):
         self.consumed[kind] += 1
 
 
-def gate_up_pair(stream, x_t, token, q, dtype):
-    """Pair q's gate/up on xT's column `token` -> block-diagonal h [P, r, 2] (A's rows in column 0)."""
+def gate_up_pair(stream, x_t, x_wide, token, q, dtype):
+    """Pair q's gate/up on the token -> block-diagonal h [P, r, 2] (A's rows p * r + c on partitions 0..63 in
+    column 0, B's on 64..127 in column 1, zeros elsewhere).
+
+    Normal layout: both experts' rows h = p * H/P + k on partition p, side by side; a matmul takes 64 columns
+    of A and the same 64 of B as stationary and the token's x column as moving, so A's values land on
+    partitions 0..63 and B's on 64..127. Wide layout (one contiguous run of twice the bytes per partition,
+    half the DMA descriptors): A's rows p * H/64 + k on partitions 0..63, B's on 64..127; the moving operand
+    is block-diagonal x (A's rows in column 0, B's in column 1), so [m, e] is expert e's value of stationary
+    column m; the stationary repeats the same 64 columns twice, so A's values on 0..63 and B's on 64..127 are
+    where the down layout wants them (and the others are not used: twice the matmuls, on an idle TensorE)."""
     pmax = nl.tile_size.pmax
     chunks = stream.chunks
     width = stream.gate_up.shape[2]
+    wide = q < stream.wide
     pieces = stream.pieces("gate_up", q)
-    partials = nl.ndarray((pmax, 2 * chunks, len(pieces)), dtype=nl.float32, buffer=nl.psum)
+    columns = 2 if wide else 1
+    partials = nl.ndarray((pmax, 2 * chunks, columns, len(pieces)), dtype=nl.float32, buffer=nl.psum)
     for load in range(len(pieces)):
         i, first, size = pieces[load]
         weights = stream.take(i)
-        per_expert = weights.shape[2] * width
+        per_expert = stream.per_partition // 2
         for group in range(2 * chunks):
             column = (group // chunks) * (width // 2) + group % chunks
             for k in range(size):
-                stationary = weights.ap(pattern=[[2 * per_expert, pmax], [per_expert, 2], [chunks, HALF]],
-                                        offset=k * width + column)
-                nisa.nc_matmul(dst=partials[0:pmax, group, load:load + 1], stationary=stationary,
-                               moving=x_t[0:pmax, token, first + k:first + k + 1])
+                if wide:
+                    stationary = weights.ap(pattern=[[stream.per_partition, pmax], [0, 2], [chunks, HALF]],
+                                            offset=k * width + column)
+                    moving = x_wide[0:pmax, token, first + k, 0:2]
+                else:
+                    stationary = weights.ap(pattern=[[stream.per_partition, pmax], [per_expert, 2], [chunks, HALF]],
+                                            offset=k * width + column)
+                    moving = x_t[0:pmax, token, first + k:first + k + 1]
+                nisa.nc_matmul(dst=partials[0:pmax, group, 0:columns, load], stationary=stationary, moving=moving)
         stream.done(i)
-    gate_up = nl.ndarray((pmax, 2 * chunks), dtype=dtype, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=gate_up, op=nl.add, data=partials, axis=2)
-    act = nl.ndarray((pmax, chunks), dtype=dtype, buffer=nl.sbuf)
-    nisa.activation(dst=act, op=nl.silu, data=gate_up[0:pmax, 0:chunks])
+    gate_up = nl.ndarray((pmax, 2 * chunks, columns), dtype=dtype, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=gate_up, op=nl.add, data=partials, axis=3)
+    act = nl.ndarray((pmax, chunks, columns), dtype=dtype, buffer=nl.sbuf)
+    nisa.activation(dst=act, op=nl.silu, data=gate_up[0:pmax, 0:chunks, :])
     h_t = nl.ndarray((pmax, chunks, 2), dtype=dtype, buffer=nl.sbuf)
     nisa.memset(dst=h_t, value=0.0, engine=nisa.engine.gpsimd)
     for e in range(2):
         rows = slice(e * HALF, (e + 1) * HALF)
-        nisa.tensor_tensor(dst=h_t[rows, :, e], data1=act[rows, :], data2=gate_up[rows, chunks:2 * chunks],
-                           op=nl.multiply)
+        mine = e if wide else 0
+        nisa.tensor_tensor(dst=h_t[rows, :, e], data1=act[rows, :, mine],
+                           data2=gate_up[rows, chunks:2 * chunks, mine], op=nl.multiply)
     return h_t
 
 
@@ -206,9 +234,25 @@ def down_pair(stream, h_t, q, blocks):
     return partials
 
 
+def load_wide_tokens(x):
+    """x [T, H] -> block-diagonal [P, T, H/64, 2]: x[t, p * H/64 + k] at [p, t, k, 0] for p < 64 and at
+    [p, t, k, 1] for the same row on partition 64 + p, zeros elsewhere (the moving operand of wide pairs)."""
+    tokens, hidden = x.shape
+    pmax = nl.tile_size.pmax
+    steps = hidden // HALF
+    both = nl.ndarray((pmax, tokens, steps), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=both, src=x.ap(pattern=[[0, 2], [steps, HALF], [hidden, tokens], [1, steps]], offset=0))
+    wide = nl.ndarray((pmax, tokens, steps, 2), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.memset(dst=wide, value=0.0, engine=nisa.engine.gpsimd)
+    for e in range(2):
+        rows = slice(e * HALF, (e + 1) * HALF)
+        nisa.tensor_copy(dst=wide[rows, :, :, e], src=both[rows, :, :])
+    return wide
+
+
 @nki.jit
 def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per_load, last_chunks, gate_up_bufs,
-               down_bufs):
+               down_bufs, wide_pairs):
     """x [T, H], affinities [T, k], index [T, k] int32, gate_up [E, H, 2I], down [E, I, H]
     -> this rank's partial MoE output [T, H]. Launch as grouped_v2[cores]."""
     tokens, hidden = x.shape
@@ -233,12 +277,14 @@ def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per
 
     first_pair, count = pair_range(core, cores, pairs)
     stream = PairStream(gate_up, down, ids, first_pair, count, min(k_tiles_per_load, k_tiles),
-                        min(chunks_per_load, stream_chunks(gate_up)), last_chunks, gate_up_bufs, down_bufs)
+                        min(chunks_per_load, stream_chunks(gate_up)), last_chunks, gate_up_bufs, down_bufs,
+                        wide_pairs)
+    x_wide = load_wide_tokens(x) if stream.wide > 0 else None
     scaled = []
     previous = None  # h of the pair whose down projection comes next
     for q in range(count):
         token = (first_pair + q) // per_token
-        h_t = gate_up_pair(stream, x_t, token, q, x.dtype)
+        h_t = gate_up_pair(stream, x_t, x_wide, token, q, x.dtype)
         if q > 0:
             scaled.append(finish_pair(stream, previous, q - 1, scales, blocks, x.dtype))
         previous = h_t

@@ -191,7 +191,7 @@ class PairTiling:
         d, slots, blocks = self.dtype_bytes, self.tokens * self.top_k, self.hidden // PARTITIONS
         rings = d * (self.gate_up_bufs * 2 * self.k_tiles_per_load * 2 * self.intermediate
                      + self.down_bufs * self.chunks_per_load * self.hidden)
-        inputs = d * self.k_tiles * self.tokens + slots * (4 + d)
+        inputs = d * self.tokens * (self.k_tiles + 3 * self.hidden // HALF) + slots * (4 + d)  # x, its wide form
         outputs = self.pairs_per_core() * 2 * blocks * d
         scratch = 2 * d * (2 * self.chunks + self.chunks + 2 * self.chunks + 3 * 2 * blocks)
         return rings + inputs + outputs + scratch
