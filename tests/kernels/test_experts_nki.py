@@ -226,6 +226,22 @@ def test_grouped_v2_splits_the_weight_bytes_evenly_over_both_cores(tokens, real_
     assert moved[0] == moved[1] == tokens * REAL_TP4.top_k * expert // 2
 
 
+@pytest.mark.parametrize("tokens,exported", [(1, {0: 1}), (2, {}), (3, {0: 1})])  # pairs core 0 hands over
+def test_grouped_v2_exchanges_only_the_outputs_of_tokens_split_over_the_cores(tokens, exported):
+    x, affinities = make_tokens(MEDIUM, tokens)  # top-4: two pairs per token
+    index, weights = distinct_index(MEDIUM, tokens), make_weights(MEDIUM)
+    _, traces = run("grouped_v2", x, affinities, index, weights)
+    for core in range(2):
+        mine = [ins for ins in traces[0].instructions if ins.program_id == (core,)]
+        sends = [ins for ins in mine if ins.op == "dma_copy" and ins.writes[0].buffer == "hbm"]
+        sums = [ins for ins in mine if ins.op == "dma_compute"]
+        assert len(sends) == exported.get(core, 0)
+        assert all(len([o for o in ins.operands if o.role.startswith("srcs")]) == MEDIUM.top_k for ins in sums)
+    written = sum(len([i for i in traces[0].instructions if i.op == "dma_compute" and i.program_id == (c,)])
+                  for c in range(2))
+    assert written == tokens  # every token's sum once, by one core
+
+
 @pytest.mark.parametrize("target", ["trn2", pytest.param("trn3", marks=pytest.mark.xfail(
     reason="1.56x: the end-of-kernel exchange between the cores is not hidden yet", strict=True))])
 def test_grouped_v2_estimate_within_one_and_a_half_floors_at_real_shapes(target, real_weights):

@@ -266,7 +266,13 @@ def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per
     cores = nl.num_programs(0)
     core = nl.program_id(0)
     out = nl.ndarray((tokens, hidden), dtype=x.dtype, buffer=nl.shared_hbm)
-    sent = nl.ndarray((pairs, pmax, 2 * blocks), dtype=x.dtype, buffer=nl.shared_hbm)  # outputs for another core
+    shared = False  # some token's experts span several cores
+    for token in range(tokens):
+        shared = shared or core_of(token * per_token, cores, pairs) != core_of((token + 1) * per_token - 1, cores,
+                                                                               pairs)
+    sent = None
+    if shared:  # scaled expert outputs for the core that sums their token
+        sent = nl.ndarray((pairs, pmax, 2 * blocks), dtype=x.dtype, buffer=nl.shared_hbm)
 
     ids = nl.ndarray((1, slots), dtype=index.dtype, buffer=nl.sbuf)
     nisa.dma_copy(dst=ids, src=index)  # first: every weight load waits for it
@@ -291,29 +297,35 @@ def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per
     if count > 0:
         scaled.append(finish_pair(stream, previous, count - 1, scales, blocks, x.dtype))
 
-    # The sum over each token's k experts, by the core holding the token's last pair.
+    # The sum over each token's k experts, by the core holding the token's last pair: first the tokens whose
+    # experts are all here; tokens with experts on several cores after the others' outputs arrive.
     for q in range(count):
         pair = first_pair + q
-        owner = core_of((pair // per_token + 1) * per_token - 1, cores, pairs)
-        if owner != core:
+        if writer_of(pair // per_token, per_token, cores, pairs) != core:
             nisa.dma_copy(dst=sent[pair], src=scaled[q])
-    if cores > 1:
-        nisa.core_barrier(sent, tuple(range(cores)))
-    for token in range(tokens):
-        last = (token + 1) * per_token - 1
-        if core_of(last, cores, pairs) != core:
-            continue
-        sources = []
-        for pair in range(token * per_token, last + 1):
-            for e in range(2):
-                if first_pair <= pair < first_pair + count:
-                    sources.append(scaled[pair - first_pair][0:pmax, e, 0:blocks])
-                else:
-                    sources.append(sent.ap(pattern=[[2 * blocks, pmax], [1, blocks]],
-                                           offset=(pair * pmax) * 2 * blocks + e * blocks))
-        nisa.dma_compute(dst=out.ap(pattern=[[blocks, pmax], [1, blocks]], offset=token * hidden), srcs=sources,
-                         reduce_op=nl.add)
+    for local in (True, False):
+        if not local and shared:
+            nisa.core_barrier(sent, tuple(range(cores)))
+        for token in range(tokens):
+            first, last = token * per_token, (token + 1) * per_token - 1
+            if writer_of(token, per_token, cores, pairs) != core or (core_of(first, cores, pairs) == core) != local:
+                continue
+            sources = []
+            for pair in range(first, last + 1):
+                for e in range(2):
+                    if first_pair <= pair < first_pair + count:
+                        sources.append(scaled[pair - first_pair][0:pmax, e, 0:blocks])
+                    else:
+                        sources.append(sent.ap(pattern=[[2 * blocks, pmax], [1, blocks]],
+                                               offset=(pair * pmax) * 2 * blocks + e * blocks))
+            nisa.dma_compute(dst=out.ap(pattern=[[blocks, pmax], [1, blocks]], offset=token * hidden), srcs=sources,
+                             reduce_op=nl.add)
     return out
+
+
+def writer_of(token, per_token, cores, pairs):
+    """The core that sums a token's expert outputs: the one holding its last pair."""
+    return core_of((token + 1) * per_token - 1, cores, pairs)
 
 
 def stream_chunks(gate_up):
