@@ -6,14 +6,19 @@ ranges, so each core streams the weights of half the selected experts. Every exp
 one core, with the baseline's roundings; only the sum over a token's k experts (fp32, rounded once) can
 need both cores: the first core writes its scaled expert outputs of such tokens to shared HBM, and after a
 core barrier the last core sums all k of them in one `dma_compute` (fp32 adds, one rounding to the output
-dtype) straight into the output. Tokens whose experts all sit on one core are summed the same way there.
+dtype) straight into the output. Tokens whose experts all sit on one core are summed the same way there,
+before the barrier. At batch 1 every expert output of the first core crosses over, which costs one DMA
+latency after its last weight byte (the cost model's critical path for trn3).
 
 Pair layout (P = 128 partitions, H = hidden, I = intermediate per rank, r = I / 64, expert A = slot 2j,
 B = slot 2j + 1):
 - gate/up weights load as [P, 2, kn, 2I] (h = p * H/P + k on partitions, one contiguous run per partition
   per expert). A matmul's stationary takes 64 columns of A and the same 64 of B (columns j * r + c of gate
   or up, chunk c), so the pair's gate/up values land as [P, 2r] with A's intermediate index p * r + c on
-  partitions 0..63 and B's (p - 64) * r + c on 64..127, the moving operand being the token's x column;
+  partitions 0..63 and B's (p - 64) * r + c on 64..127, the moving operand being the token's x column.
+  Every pair but a core's last uses the wide layout instead (`gate_up_pair`): each expert's rows on half the
+  partitions, one run of twice the bytes, half the DMA descriptors, twice the matmuls (TensorE has time
+  for them except at the end of the stream);
 - h = silu(gate) * up goes into a block-diagonal [P, r, 2] tile (A's rows in column 0, B's in column 1,
   zeros elsewhere);
 - down weights load as [P, cn, H], A's rows p * r + c on partitions 0..63 and B's on 64..127, so each

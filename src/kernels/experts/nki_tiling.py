@@ -2,6 +2,8 @@
 
 Shared by the variants' launchers (which pass the tile sizes to the kernels) and their shape checks (which
 run at config time, so this module imports no NKI). Hardware numbers are trn2's, the smaller target.
+`ExpertTiling` / `problems` describe selective_v1's whole-expert loads, `PairTiling` / `pair_problems`
+grouped_v2's expert pairs on the physical cores of a logical core.
 """
 from __future__ import annotations
 
