@@ -73,9 +73,10 @@ def core_of(pair, cores, pairs):
 
 
 class PairStream(nl.NKIObject):
-    """This core's weight loads, in use order: gate/up of pair q + 1 before down of pair q. Each load of a
-    kind goes to the next buffer of its ring; `take(i)` issues every load up to the first whose buffer is
-    still in use (in order, so DMA queues see them in use order) and returns load i's buffer."""
+    """This core's weight loads, in use order: gate/up of pair q + 1 before down of pair q (the first `wide`
+    pairs' gate/up in the wide layout). Each load of a kind goes to the next buffer of its ring; `take(i)`
+    issues every load up to the first whose buffer is still in use (in order, so DMA queues see them in use
+    order) and returns load i's buffer."""
 
     def __init__(self, gate_up, down, ids, first_pair, count, k_tiles_per_load, chunks_per_load, last_chunks,
                  gate_up_bufs, down_bufs, wide_pairs):
@@ -137,7 +138,7 @@ class PairStream(nl.NKIObject):
         pair = self.first_pair + q
         for e in range(2):
             expert = self.ids[0:1, 2 * pair + e:2 * pair + e + 1]
-            if kind == "gate_up" and q < self.wide:  # expert e's rows e * 64 + p -> partition, one run each
+            if kind == "gate_up" and q < self.wide:  # rows p * H/64 + k on partition 64 e + p: one run each
                 width = self.gate_up.shape[2]
                 src = self.gate_up.ap(pattern=[[self.steps * width, HALF], [1, size * width]], offset=first * width,
                                       scalar_offset=expert, indirect_dim=0)
