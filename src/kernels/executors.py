@@ -4,7 +4,9 @@
 - `interp`: NKI variants run their kernels on the project's CPU interpreter (src/nki_cpu), which checks
   the target's hardware limits; torch-only variants run as torch.
 An NKI variant's `nki` entry receives a `launch(kernel, *args, **kwargs)` callable and returns what its
-reference returns; the executor decides what `launch` does. Executors that need the Neuron SDK
+reference returns; the executor decides what `launch` does. `kernel` is a `@nki.jit` kernel or, for an
+SPMD launch over the physical cores of a logical core, the grid launch `kernel[n]`, as NKI writes it
+(the interpreter runs every program instance and records them in one trace). Executors that need the Neuron SDK
 (`nki_sim`, `neuron`) belong to the Trainium platform.
 """
 from __future__ import annotations

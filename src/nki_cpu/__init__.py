@@ -27,8 +27,9 @@ the hardware's polynomials.
 NOT covered (calling these raises NotImplementedError naming the API, or is documented here):
 - nisa: nc_matmul_mx, quantize_mx, nonzero_with_count, sequence_bounds,
   dropout and RNG (rng, rand2, set_rng_seed, rand_set_state, rand_get_state), sendrecv,
-  tensor_copy_dynamic_src/dst, activate2 and topk (0.4+/0.6), and core_barrier across more than one
-  program instance; nki.collectives.
+  tensor_copy_dynamic_src/dst, activate2 and topk (0.4+/0.6), core_barrier over a subset of the
+  program instances or with accesses that running the instances in turn would reorder (see
+  isa/control.py); nki.collectives.
 - nl: gather_flattened, random_seed, dropout, ceil/floor/trunc, nl.matmul(transpose_x=False)
   (as on NKI 0.3/0.4), softmax over a non-last axis, nl.fori_loop/while_loop (0.6).
 - NkiTensor 0.5+ view methods (slice, select, permute, broadcast, rearrange, indirect, ...);

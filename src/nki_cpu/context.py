@@ -32,6 +32,8 @@ class Launch:
         # shared_hbm tensors are made once per grid: instance k reuses instance 0's n-th one.
         self.shared_tensors: list = []
         self.shared_cursor = 0
+        # core_barrier calls per program instance: trace positions where each instance passed one.
+        self.barriers: dict[tuple[int, ...], list[int]] = {}
 
     def start_instance(self, program_id: tuple[int, ...]) -> None:
         """Each program instance is its own NeuronCore: fresh accumulator registers."""
@@ -46,6 +48,9 @@ class Launch:
             return
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
+
+    def note_barrier(self) -> None:
+        self.barriers.setdefault(self.program_id, []).append(len(self._raw))
 
     def finish(self) -> Trace:
         self.trace.peak_sbuf_bytes = self.memory.peak["sbuf"]

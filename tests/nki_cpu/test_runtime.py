@@ -196,3 +196,59 @@ def test_a_jit_kernel_called_from_a_kernel_runs_inline(rng):
     run = nki_cpu.run_kernel(outer, a)
     np.testing.assert_array_equal(run.outputs, 4 * a)
     assert run.trace.kernel == "outer" and len(run.trace) == 3
+
+
+@nki.jit
+def handoff_kernel(a, reverse):
+    """Instance `sender` writes a * 10 to shared HBM, the other one reads it after a barrier."""
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    scratch = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    sender = 1 if reverse else 0
+    t = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)
+    if nl.program_id(0) == sender:
+        nisa.dma_copy(dst=t, src=a)
+        nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=10.0)
+        nisa.dma_copy(dst=scratch, src=t)
+    nisa.core_barrier(scratch, (0, 1))
+    if nl.program_id(0) != sender:
+        nisa.dma_copy(dst=t, src=scratch)
+        nisa.dma_copy(dst=out, src=t)
+    return out
+
+
+def test_core_barrier_hands_data_from_an_earlier_instance_to_a_later_one():
+    a = np.arange(8, dtype=np.float32).reshape(2, 4)
+    run = nki_cpu.run_kernel(handoff_kernel[2], a, False)
+    np.testing.assert_array_equal(run.outputs, a * 10)
+    assert {i.op for i in run.trace.instructions} == {"dma_copy", "tensor_scalar"}  # barriers are not traced
+    np.testing.assert_array_equal(handoff_kernel(a, False), np.full_like(a, np.nan))  # no grid: no reader
+
+
+def test_core_barrier_refuses_what_running_instances_in_turn_would_get_wrong():
+    a = np.ones((2, 4), np.float32)
+    with pytest.raises(NotImplementedError, match="instance \\(0,\\) after its barrier 1 and instance \\(1,\\)"):
+        handoff_kernel[2](a, True)  # instance 0 would read before instance 1 has written
+
+
+@nki.jit
+def unbalanced_barrier_kernel(a):
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    if nl.program_id(0) == 0:
+        nisa.core_barrier(out, (0, 1))
+    return out
+
+
+@nki.jit
+def subset_barrier_kernel(a):
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    nisa.core_barrier(out, (0, 1))
+    return out
+
+
+def test_core_barrier_usage_errors():
+    a = np.ones((2, 4), np.float32)
+    with pytest.raises(nki_cpu.NkiUsageError, match="same number of barriers"):
+        unbalanced_barrier_kernel[2](a)
+    with pytest.raises(NotImplementedError, match="subset"):
+        subset_barrier_kernel[3](a)
+    subset_barrier_kernel(a)  # one instance: nothing to wait for

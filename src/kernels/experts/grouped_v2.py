@@ -1,8 +1,12 @@
-"""experts.grouped_v2: the whole decode expert block as one NKI kernel with streamed weights (decode only).
+"""experts.grouped_v2: the whole decode expert block as one NKI kernel on both physical cores (decode only).
 
-Selected experts' weights are gathered by indirect DMA in loads of a few weight tiles, through
-multi-buffered SBUF so loads overlap the matmuls; gate/up, silu(gate) * up, down, the affinity scaling and
-the sum over the k experts all run in the kernel. Context encoding falls back to the baseline.
+The selected experts are computed in pairs, half of the pairs on each physical core of the logical core
+(an SPMD grid of `cores` program instances), so each core streams half the weight bytes over its own 16
+DMA queues. Weights are gathered by indirect DMA in large contiguous runs through rings of SBUF buffers,
+issued as early as their buffers allow; gate/up, silu(gate) * up, down and the affinity scaling run per
+expert with the baseline's roundings, and each token's sum over its k experts (fp32, one rounding) is one
+DMA-engine reduction, after a core barrier when the token's experts sit on both cores. Context encoding
+falls back to the baseline.
 """
 from __future__ import annotations
 
@@ -11,42 +15,49 @@ from dataclasses import dataclass
 import torch
 
 from kernels.experts.baseline import experts_reference
-from kernels.experts.nki_tiling import equal_chunk, problems
+from kernels.experts.nki_tiling import pair_problems, pair_tiling
 from kernels.nki_support import nki_module
 from kernels.registry import Variant, register
 from kernels.types import ExpertWeights, LayerShapes, Phase
 
 KERNELS = "kernels.experts.grouped_v2_kernel"
-# As selective_v1: only the fp32 accumulation order inside the matmuls differs from torch, which can flip a
-# bf16 rounding and move the output by about one bf16 ulp of its largest element (ulp(v) <= 2^-7 |v|).
+# As selective_v1: only the fp32 accumulation order inside the matmuls (and of the fp32 sum over a token's
+# experts) differs from torch, which can flip a bf16 rounding and move the output by about one bf16 ulp of
+# its largest element (ulp(v) <= 2^-7 |v|).
 ONE_BF16_ULP_OF_MAX = 2.0**-7
 
 
 @dataclass(frozen=True)
 class GroupedV2Params:
-    intermediate_tile: int = 128  # most intermediate rows per chunk; I/rank is cut into equal chunks
-    k_tiles_per_dma: int = 4  # 128-row tiles of hidden per gate/up weight DMA (3 KiB per partition at TP=4)
-    i_chunks_per_dma: int = 1  # intermediate chunks per down weight DMA
-    bufs: int = 2  # SBUF buffers per weight stream: 2 = double buffering, 1 = no overlap
+    cores: int = 2  # program instances = physical cores of the logical core (2 at LNC=2)
+    k_tiles_per_dma: int | None = None  # 128-row tiles of hidden per gate/up load (None: a whole expert)
+    i_chunks_per_dma: int | None = None  # 64-row chunks of I per down load (None: a whole expert)
+    last_i_chunks: int = 1  # chunks in each core's last down load (0: no smaller last load)
+    bufs: int | None = None  # loads in flight per weight kind (None: all of a core's, if SBUF allows)
+    wide_pairs: int | None = None  # leading pairs per core with the wide gate/up layout (None: all but the last)
 
 
 def check_shapes(shapes: LayerShapes, params: GroupedV2Params) -> list[str]:
-    return problems(shapes, params.intermediate_tile, params.k_tiles_per_dma, params.i_chunks_per_dma, params.bufs)
+    return pair_problems(shapes, params.cores, params.k_tiles_per_dma, params.i_chunks_per_dma,
+                         params.last_i_chunks, params.bufs)
 
 
 def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
         params: GroupedV2Params, launch) -> torch.Tensor:
     kernels = nki_module(KERNELS)
-    i_chunk = equal_chunk(weights.down.shape[1], params.intermediate_tile)
-    return launch(kernels.grouped_v2, x, affinities, index.to(torch.int32), weights.gate_up, weights.down, i_chunk,
-                  params.k_tiles_per_dma, params.i_chunks_per_dma, params.bufs)
+    p = pair_tiling(x.shape[0], index.shape[1], x.shape[1], weights.down.shape[1], x.dtype.itemsize, params.cores,
+                    params.k_tiles_per_dma, params.i_chunks_per_dma, params.last_i_chunks, params.bufs)
+    return launch(kernels.grouped_v2[p.cores], x, affinities, index.to(torch.int32), weights.gate_up, weights.down,
+                  p.k_tiles_per_load, p.chunks_per_load, p.last_chunks, p.gate_up_bufs, p.down_bufs,
+                  p.pairs_per_core() if params.wide_pairs is None else params.wide_pairs)
 
 
 register(
     Variant(
         layer="experts",
         name="grouped_v2",
-        summary="NKI fused decode expert block: streamed double-buffered weights, gate/up, SiLU, down, affinity sum",
+        summary="NKI fused decode expert block on both physical cores: expert pairs, streamed weights, "
+                "gate/up, SiLU, down, affinity sum",
         reference=experts_reference,
         params=GroupedV2Params,
         nki=run,

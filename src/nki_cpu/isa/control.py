@@ -1,14 +1,21 @@
 """Target queries, registers and synchronisation.
 
-Kernels run one program instance at a time, so cross-instance synchronisation (core_barrier
-between several instances, sendrecv, collectives) cannot be honoured and is refused.
+Kernels run one program instance at a time, so cross-instance communication (sendrecv,
+collectives) cannot be honoured and is refused. `core_barrier` across the instances of a grid is
+emulated: running the instances one after another is a valid order of the barrier's semantics
+as long as no instance, after a barrier, touches shared HBM that a later instance touches (with a
+write on either side) before that barrier; the launch checks this once every instance has run
+(`runtime.check_barriers`) and refuses kernels for which the emulation would be wrong. Data a
+later instance reads after a barrier, written by an earlier one before it, is therefore exact.
+Barriers are not recorded in the trace: the cost model does not model them, and the ordering they
+enforce appears there as data dependencies through shared HBM.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..checks import kernel_site
+from ..checks import kernel_site, usage
 from ..context import current
 from ..errors import NkiUnsupportedError
 from ..tensor import NkiTensor, register_value
@@ -58,6 +65,12 @@ def register_store(dst: NkiTensor, src: VirtualRegister) -> None:
 def core_barrier(data, cores, engine=None, name=None) -> None:
     launch = current()
     instances = int(np.prod(launch.grid)) if launch.grid else 1
-    if instances > 1:
-        raise NkiUnsupportedError("nisa.core_barrier across program instances",
-                                  "instances run one after another, so they cannot wait for each other")
+    if instances == 1:
+        return
+    listed = sorted(int(c) for c in (cores if isinstance(cores, (tuple, list)) else (cores,)))
+    if listed != list(range(instances)):
+        raise NkiUnsupportedError("nisa.core_barrier over a subset of the program instances",
+                                  f"cores={tuple(listed)} for a grid of {instances} instances")
+    if not isinstance(data, NkiTensor) or data.alloc.kind != "hbm":
+        usage("nisa.core_barrier", "data must be a shared_hbm tensor", kernel_site())
+    launch.note_barrier()
