@@ -2,9 +2,9 @@
 
 A launch wraps NumPy arrays / CPU torch tensors as HBM tensors that share their memory (so a
 kernel writing an input updates it in place, as the official simulator does), runs every
-program instance of the grid one after another, and converts the returned HBM tensors back to
-the kind of the inputs (torch if any input was torch, else NumPy; torch bf16 <-> ml_dtypes
-bfloat16). Each launch produces one Trace.
+program instance of the grid in turn (a gang whose instances can meet at `nisa.sendrecv`, see
+`gang`), and converts the returned HBM tensors back to the kind of the inputs (torch if any input
+was torch, else NumPy; torch bf16 <-> ml_dtypes bfloat16). Each launch produces one Trace.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from . import context
 from .dtypes import to_storage_array
 from .errors import NkiUsageError
+from .gang import Gang
 from .memory import SHARED_HBM, Allocation
 from .targets import resolve_target
 from .tensor import NkiTensor, row_major_tensor
@@ -111,10 +112,12 @@ def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], tar
     try:
         with np.errstate(all="ignore"):      # hardware lets inf/NaN flow; so do we, silently
             wrapped = _Arguments(run, args, kwargs, func)
-            results = []
-            for program_id in itertools.product(*(range(n) for n in grid)):
-                run.start_instance(tuple(program_id))
-                results.append(func(*wrapped.args, **wrapped.kwargs))
+            program_ids = [tuple(p) for p in itertools.product(*(range(n) for n in grid))]
+            if len(program_ids) > 1:      # instances that may meet (sendrecv): a gang of threads
+                results = Gang(run, program_ids, lambda: func(*wrapped.args, **wrapped.kwargs)).run()
+            else:
+                run.start_instance(program_ids[0])
+                results = [func(*wrapped.args, **wrapped.kwargs)]
             outputs = wrapped.convert_outputs(results[0])
             wrapped.write_back()
     finally:
