@@ -108,12 +108,16 @@ def test_tolerance_catches_a_mask_off_by_one():
 
 
 @pytest.mark.parametrize("shapes,params", [
-    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=32), id="tiny-kv100-tile32-tail"),
-    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=64, weight_tiles=1, out_cols=96), id="tiny-all-knobs"),
-    pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, weight_tiles=16), id="real-kv300-tile64"),
+    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=32), id="tiny-kv100-tile32"),
+    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=48, q_chunks=2, out_heads_early=0),
+                 id="tiny-kv100-tile48-tail-partition"),
+    pytest.param(TINY, dict(cores=1), id="tiny-one-core"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, q_chunks=2, out_heads_early=8),
+                 id="real-kv300-tile64"),
+    pytest.param(with_(REAL_TP4, batch=2), dict(cores=1), id="real-one-core-batch2"),
 ])
 def test_tiling_knobs(shapes, params):
-    check(shapes, [shapes.kv_lengths[0] - 1], params=VARIANT.make_params(params))
+    check(shapes, [shapes.kv_lengths[0] - 1] * shapes.batch, params=VARIANT.make_params(params))
 
 
 @pytest.mark.parametrize("shapes", [pytest.param(TINY, id="tiny"), pytest.param(REAL_TP4, id="real_tp4")])
@@ -132,18 +136,47 @@ def test_scale_multiply_is_the_baselines_division():
         assert torch.equal(multiplied.view(torch.int16), divided.view(torch.int16)), head_dim
 
 
-def test_trace_does_the_baselines_matrix_products_and_touches_hbm_only_for_io():
-    """No helper matmuls (transposes count no MACs), and the only HBM writes are the output and the cache
-    slots: scores, probabilities and intermediates never leave the chip."""
+def attention_macs(shapes):
+    """MACs of the scores and value products (cached positions plus the active token)."""
+    return 2 * shapes.batch * shapes.q_heads * (shapes.kv_lengths[0] + 1) * shapes.head_dim
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_trace_does_the_baselines_matrix_products_and_touches_hbm_only_for_io(cores):
+    """No helper matmuls (transposes count no MACs): the projections once, the attention products once per
+    core (each core attends with every head, so that its o_proj columns need no second exchange); the only
+    HBM writes are the output and the cache slots: scores, probabilities and intermediates never leave the
+    chip."""
     shapes = with_(REAL_TP4, batch=2)
     with nki_cpu.recording() as traces:
-        run_kernel(decode_call(shapes, [127, 5]))
+        run_kernel(decode_call(shapes, [127, 5]), VARIANT.make_params({"cores": cores}))
     (trace,) = traces
-    assert trace.total_macs == baseline_macs("attention", Phase.TOKEN, shapes)
+    assert trace.total_macs == baseline_macs("attention", Phase.TOKEN, shapes) + (cores - 1) * attention_macs(shapes)
     hbm_writes = [i for i in trace.instructions if i.op.startswith("dma") and i.operands[0].buffer == "hbm"]
     cache_slots = 2 * shapes.batch * shapes.kv_heads
-    assert len(hbm_writes) == cache_slots + 1
+    assert len(hbm_writes) == cache_slots + cores
     assert sum(i.dma_bytes for i in hbm_writes) == (cache_slots * shapes.head_dim + shapes.batch * shapes.hidden) * 2
+
+
+def test_the_cores_share_the_weight_and_cache_bytes():
+    """Every weight byte and every cached row is read from HBM once, by one of the two cores, each core
+    reading half of the bytes within a few percent; the cores exchange partial sums and cache rows on chip."""
+    shapes = REAL_TP4
+    with nki_cpu.recording() as traces:
+        run_kernel(decode_call(shapes, [127]))
+    (trace,) = traces
+    kv = shapes.kv_lengths[0]
+    weights = (shapes.hidden * (shapes.q_heads + 2 * shapes.kv_heads) * shapes.head_dim
+               + shapes.q_heads * shapes.head_dim * shapes.hidden) * 2
+    cache = 2 * shapes.kv_heads * kv * shapes.head_dim * 2
+    small = (shapes.hidden + 4 * shapes.head_dim + 2) * 2   # x, q_norm, k_norm, cos, sin, position
+    reads = {0: 0, 1: 0}
+    for i in trace.instructions:
+        if i.op == "dma_copy":
+            reads[i.program_id[0]] += sum(i.dma_bytes for r in i.reads[:1] if r.buffer == "hbm")
+    assert sum(reads.values()) == weights + cache + 2 * small
+    assert abs(reads[0] - reads[1]) < 0.02 * sum(reads.values())
+    assert {i.program_id[0] for i in trace.instructions if i.op == "sendrecv"} == {0, 1}
 
 
 def test_serves_token_generation_only():
@@ -171,21 +204,22 @@ def test_unsupported_shapes_are_rejected_with_a_reason(changes, reason):
 
 
 @pytest.mark.parametrize("params,reason", [
-    (dict(kv_tile=96), "kv_tile=96 must be a power of two"),
-    (dict(out_cols=1024), "out_cols=1024 must be in [1, 512]"),
-    (dict(weight_tiles=0), "weight_tiles=0 must be >= 1"),
-    (dict(kv_tile=1), "640 probability tiles of 8 heads do not fit one PSUM bank"),
+    (dict(cores=3), "cores=3 must be 1 or 2"),
+    (dict(kv_tile=0), "kv_tile=0 must be in [1, 128]"),
+    (dict(q_chunks=0), "q_chunks=0 must be >= 1"),
+    (dict(out_heads_early=-1), "out_heads_early=-1 must be >= 0"),
+    (dict(kv_tile=1), "640 probability chunks of 8 heads do not fit one PSUM bank"),
 ])
 def test_unsupported_knobs_are_rejected_with_a_reason(params, reason):
     problems = VARIANT.problems(with_(REAL_TP4, kv_lengths=(640,)), VARIANT.make_params(params))
     assert any(reason in p for p in problems), problems
 
 
-def test_weight_blocks_must_leave_sbuf_room():
+def test_resident_weights_must_fit_sbuf():
     slice_tp1 = with_(REAL_TP4, q_heads=32, kv_heads=4)
     assert VARIANT.problems(slice_tp1, VARIANT.make_params()) == []
-    (problem,) = VARIANT.problems(slice_tp1, VARIANT.make_params({"weight_tiles": 16}))
-    assert "SBUF" in problem and "weight_tiles=16" in problem
+    (problem,) = VARIANT.problems(slice_tp1, VARIANT.make_params({"cores": 1}))
+    assert "SBUF" in problem and "cores=1" in problem
 
 
 @pytest.mark.parametrize("degree", [1, 2, 4])
