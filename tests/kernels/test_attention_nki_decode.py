@@ -114,6 +114,8 @@ def test_tolerance_catches_a_mask_off_by_one():
     pytest.param(TINY, dict(cores=1), id="tiny-one-core"),
     pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, q_chunks=2, out_heads_early=8),
                  id="real-kv300-tile64"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(640,)), dict(cache_position=0), id="real-kv640-cache-first"),
+    pytest.param(with_(TINY, batch=3), dict(cache_position=1, kv_tile=16), id="tiny-batch3-cache-between"),
     pytest.param(with_(REAL_TP4, batch=2), dict(cores=1), id="real-one-core-batch2"),
 ])
 def test_tiling_knobs(shapes, params):
@@ -207,7 +209,8 @@ def test_unsupported_shapes_are_rejected_with_a_reason(changes, reason):
     (dict(cores=3), "cores=3 must be 1 or 2"),
     (dict(kv_tile=0), "kv_tile=0 must be in [1, 128]"),
     (dict(q_chunks=0), "q_chunks=0 must be >= 1"),
-    (dict(out_heads_early=-1), "out_heads_early=-1 must be >= 0"),
+    (dict(out_heads_early=-2), "out_heads_early=-2 must be >= 0"),
+    (dict(cache_position=3), "cache_position=3 must be 0, 1 or 2"),
     (dict(kv_tile=1), "640 probability chunks of 8 heads do not fit one PSUM bank"),
 ])
 def test_unsupported_knobs_are_rejected_with_a_reason(params, reason):

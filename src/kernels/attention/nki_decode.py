@@ -40,7 +40,9 @@ class DecodeAttentionParams:
     cores: int = 2  # program instances: the physical cores of the logical core (LNC=2) sharing the weights
     kv_tile: int = 128  # most cache positions per PE transpose / value-product chunk (partitions, <= 128)
     q_chunks: int = 1  # DMAs per core for its q_proj^T rows (each a contiguous run per partition)
-    out_heads_early: int = 2  # heads of o_proj^T columns streamed before the partial-sum exchange
+    out_heads_early: int = -1  # heads of o_proj^T columns streamed before the exchanges (-1: 2 up to KV
+    # bucket 256, else 1, so that the queues stay busy until the partial sums are ready, not longer)
+    cache_position: int = 2  # the KV cache streams before (0), between (1) or after (2) the q and k/v weights
 
 
 def _score_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
@@ -66,8 +68,10 @@ def _param_problems(params: DecodeAttentionParams) -> list[str]:
         problems.append(f"kv_tile={params.kv_tile} must be in [1, {PARTITIONS}]")
     if params.q_chunks < 1:
         problems.append(f"q_chunks={params.q_chunks} must be >= 1")
-    if params.out_heads_early < 0:
-        problems.append(f"out_heads_early={params.out_heads_early} must be >= 0")
+    if params.out_heads_early < -1:
+        problems.append(f"out_heads_early={params.out_heads_early} must be >= 0 (or -1: automatic)")
+    if params.cache_position not in (0, 1, 2):
+        problems.append(f"cache_position={params.cache_position} must be 0, 1 or 2")
     return problems
 
 
@@ -117,6 +121,14 @@ def check_shapes(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str
     return problems
 
 
+def _out_heads_early(params: DecodeAttentionParams, kv_len: int) -> int:
+    """o_proj^T heads streamed before the exchanges: enough to cover the exchange's DMA latency once this
+    core's share of the cache (which streams first) is in; a longer cache leaves less of that to cover."""
+    if params.out_heads_early >= 0:
+        return params.out_heads_early
+    return 2 if kv_len <= 256 else 1
+
+
 def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, params: DecodeAttentionParams,
         launch: Launch) -> torch.Tensor:
     """x [B, 1, H] -> this rank's o_proj partial [B, 1, H]; the kernel writes the new k and v into the cache."""
@@ -131,7 +143,8 @@ def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, 
         x.reshape(batch, hidden), weights.q_proj.T, weights.k_proj.T, weights.v_proj.T, weights.o_proj.T,
         weights.q_norm, weights.k_norm, inputs.cos.reshape(batch, head_dim), inputs.sin.reshape(batch, head_dim),
         positions, inputs.k_cache, inputs.v_cache,
-        inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.q_chunks, params.out_heads_early,
+        inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.q_chunks,
+        _out_heads_early(params, inputs.kv_len), params.cache_position,
     )
     return out.view(batch, seq, hidden)
 

@@ -85,27 +85,44 @@ def _project(acc, first_head, block, x_t, head_dim):
                            moving=x_t[:, j, :])
 
 
-def _project_qkv(x_rows, q_w, k_w, v_w, head_dim, core, cores, q_chunks, identity):
-    """PSUM [D, Hq + 2 Hkv, B] fp32: this core's partial sums of every q, k and v head (zero where it does
-    not contribute): hidden rows [core H/n, (core+1) H/n) of q_proj^T, all of k_proj^T on core 0 and
-    all of v_proj^T on the last core."""
-    batch, hidden = x_rows.shape
-    q_heads, kv_heads = q_w.shape[1] // head_dim, k_w.shape[1] // head_dim
-    share = hidden // cores
-    acc = nl.ndarray((head_dim, q_heads + 2 * kv_heads, batch), dtype=nl.float32, buffer=nl.psum)
-    for own, first in ((core == 0, q_heads), (core == cores - 1, q_heads + kv_heads)):
-        if not own:
-            nisa.memset(dst=acc[:, first:first + kv_heads, :], value=0.0)
-    x_q = _x_columns(x_rows, share, core * share, identity)
-    x_kv = _x_columns(x_rows, hidden, 0, identity)
-    blocks = [(0, _weight_rows(q_w, core * share, share, q_chunks), x_q)]
-    if core == 0:
-        blocks.append((q_heads, _weight_rows(k_w, 0, hidden, 1), x_kv))
-    if core == cores - 1:
-        blocks.append((q_heads + kv_heads, _weight_rows(v_w, 0, hidden, 1), x_kv))
-    for first, block, x_t in blocks:
-        _project(acc, first, block, x_t, head_dim)
-    return acc
+class _Projection:
+    """This core's share of the q/k/v projections: hidden rows [core H/n, (core+1) H/n) of q_proj^T, all of
+    k_proj^T on core 0 and all of v_proj^T on the last core. The weight DMAs are issued in two steps (q,
+    then k/v) so that other loads can stream between them; `project` then accumulates PSUM
+    [D, Hq + 2 Hkv, B] fp32, zero where this core does not contribute."""
+
+    def __init__(self, x_rows, q_w, k_w, v_w, head_dim, core, cores, identity):
+        batch, hidden = x_rows.shape
+        self.q_heads, self.kv_heads = q_w.shape[1] // head_dim, k_w.shape[1] // head_dim
+        self.head_dim, self.batch, self.core, self.cores = head_dim, batch, core, cores
+        share = hidden // cores
+        self.x_q = _x_columns(x_rows, share, core * share, identity)
+        self.x_kv = _x_columns(x_rows, hidden, 0, identity)
+        self.blocks = []
+        self.weights = (q_w, k_w, v_w)
+
+    def load_q_weights(self, chunks):
+        q_w = self.weights[0]
+        share = q_w.shape[0] // self.cores
+        self.blocks.append((0, _weight_rows(q_w, self.core * share, share, chunks), self.x_q))
+
+    def load_kv_weights(self):
+        _, k_w, v_w = self.weights
+        hidden = k_w.shape[0]
+        if self.core == 0:
+            self.blocks.append((self.q_heads, _weight_rows(k_w, 0, hidden, 1), self.x_kv))
+        if self.core == self.cores - 1:
+            self.blocks.append((self.q_heads + self.kv_heads, _weight_rows(v_w, 0, hidden, 1), self.x_kv))
+
+    def project(self):
+        q_heads, kv_heads = self.q_heads, self.kv_heads
+        acc = nl.ndarray((self.head_dim, q_heads + 2 * kv_heads, self.batch), dtype=nl.float32, buffer=nl.psum)
+        for own, first in ((self.core == 0, q_heads), (self.core == self.cores - 1, q_heads + kv_heads)):
+            if not own:
+                nisa.memset(dst=acc[:, first:first + kv_heads, :], value=0.0)
+        for first, block, x_t in self.blocks:
+            _project(acc, first, block, x_t, self.head_dim)
+        return acc
 
 
 def _partial_sbuf(acc):
@@ -265,12 +282,11 @@ def _load_cache_rows(rows, cache, pairs, blocks):
                                        offset=base + full * per * head_dim))
 
 
-def _keys_transposed(rows, blocks, identity):
-    """K^T [D, kv_len] in position order from the cache rows: each chunk transposed on the PE, then
-    scattered to its columns p L + j on the way out of PSUM."""
-    head_dim = rows.shape[2]
-    per, kv_len = blocks.per, blocks.kv_len
-    keys = nl.ndarray((head_dim, kv_len), dtype=rows.dtype, buffer=nl.sbuf)
+def _keys_transposed(keys, i, rows, blocks, identity):
+    """keys[:, i, 0:kv_len] = K^T in position order from the cache rows [parts, L, D]: each chunk transposed
+    on the PE, then scattered to its columns p L + j on the way out of PSUM."""
+    head_dim, pairs, width = keys.shape
+    per = blocks.per
     span = max(1, (nl.tile_size.psum_fmax * 2) // blocks.parts_total)   # chunks per PSUM bank (bf16)
     for j0 in nl.static_range(0, per, span):
         count = min(span, per - j0)
@@ -280,9 +296,9 @@ def _keys_transposed(rows, blocks, identity):
             nisa.nc_matmul(dst=staged[:, j - j0, 0:n], stationary=rows[0:n, j, :], moving=identity[0:n, 0:n],
                            is_transpose=True)
         for a, z, n in blocks.groups(j0, j0 + count):
-            nisa.tensor_copy(dst=keys.ap(pattern=[[kv_len, head_dim], [1, z - a], [per, n]], offset=a),
+            nisa.tensor_copy(dst=keys.ap(pattern=[[pairs * width, head_dim], [1, z - a], [per, n]],
+                                         offset=i * width + a),
                              src=staged[:, a - j0:z - j0, 0:n])
-    return keys
 
 
 def _scores(q_t, keys, k_new, kv_len):
@@ -302,7 +318,11 @@ def _softmax(scores, position, kv_len, scale, dtype):
     `position` (the others masked) and the active column kv_len, in fp32."""
     group = scores.shape[0]
     s = nl.ndarray((group, kv_len + 1), dtype=dtype, buffer=nl.sbuf)
-    nisa.activation(dst=s, op=nl.copy, data=scores)
+    for (c0, c1), engine in zip(_column_split(kv_len + 1, 2), (nisa.engine.scalar, nisa.engine.vector)):
+        if engine == nisa.engine.scalar:
+            nisa.activation(dst=s[:, c0:c1], op=nl.copy, data=scores[:, c0:c1])
+        else:
+            nisa.tensor_copy(dst=s[:, c0:c1], src=scores[:, c0:c1])
     nisa.tensor_scalar(dst=s, data=s, op0=nl.multiply, operand0=scale)
     # masked prior scores and the active score side by side in fp32, so one exp covers both
     masked = nl.ndarray((group, kv_len + 1), dtype=nl.float32, buffer=nl.sbuf)
@@ -320,8 +340,17 @@ def _softmax(scores, position, kv_len, scale, dtype):
     nisa.activation_reduce(dst=e, op=nl.exp, data=masked, reduce_op=nl.add, reduce_res=total, bias=neg_top)
     nisa.reciprocal(dst=total, data=total)
     p = nl.ndarray((group, kv_len + 1), dtype=dtype, buffer=nl.sbuf)
-    nisa.tensor_scalar(dst=p, data=e, op0=nl.multiply, operand0=total, engine=nisa.engine.scalar)
+    engines = (nisa.engine.scalar, nisa.engine.vector, nisa.engine.gpsimd)
+    for (c0, c1), engine in zip(_column_split(kv_len + 1, 3), engines):
+        nisa.tensor_scalar(dst=p[:, c0:c1], data=e[:, c0:c1], op0=nl.multiply, operand0=total, engine=engine)
     return p
+
+
+def _column_split(width, parts, least=256):
+    """Column ranges splitting a long free axis between engines (one range when it is short)."""
+    parts = max(1, min(parts, width // least))
+    step = -(-width // parts)
+    return [(c0, min(c0 + step, width)) for c0 in range(0, width, step)]
 
 
 def _weighted_values(dst, p, values, v_row, blocks, identity):
@@ -400,7 +429,7 @@ def _project_out(out, attn_t, w, first):
 
 @nki.jit
 def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
-                     kv_len, eps, scale, kv_tile, q_chunks, out_heads_early):
+                     kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, cache_position):
     """x [B, H]; q_w [H, Hq*D], k_w and v_w [H, Hkv*D], o_w [Hq*D, H] (input dim first); q_norm and k_norm
     [D]; cos and sin [B, D]; positions [1, B] int32; k_cache and v_cache [B, Hkv, max_seq, D], read at
     [0, kv_len) and written at each row's position; scale = 1 / sqrt(D) -> out [B, H]. Launched on a grid
@@ -425,24 +454,44 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
     pos_int, pos_float = _load_positions(positions, group)
     blocks = _Blocks(kv_len, kv_tile)
     pairs = [(b, g) for b in range(batch) for g in range(kv_heads)]
-    shape = (blocks.parts_total, len(pairs), blocks.per, head_dim)
 
-    acc = _project_qkv(x_rows, q_w, k_w, v_w, head_dim, core, cores, q_chunks, identity)
-    # the cache is needed only after the exchange: it streams after the projection weights
-    k_rows = nl.ndarray(shape, dtype=k_cache.dtype, buffer=nl.sbuf)
-    v_rows = nl.ndarray(shape, dtype=v_cache.dtype, buffer=nl.sbuf)
-    if core == 0:
-        _load_cache_rows(k_rows, k_cache, pairs, blocks)
-    if core == cores - 1:
-        _load_cache_rows(v_rows, v_cache, pairs, blocks)
+    # streaming order: q weights, (cache), k/v weights, (cache), early o heads, the exchanges
+    projection = _Projection(x_rows, q_w, k_w, v_w, head_dim, core, cores, identity)
+    # K^T of every (row, KV head) [D, pairs, parts L] (padded to the size of the V rows, so that core 0 can
+    # swap its K^T for core 1's V rows) and the V rows [parts, pairs, L, D]
+    keys = nl.ndarray((head_dim, len(pairs), blocks.parts_total * blocks.per), dtype=k_cache.dtype, buffer=nl.sbuf)
+    v_rows = nl.ndarray((blocks.parts_total, len(pairs), blocks.per, head_dim), dtype=v_cache.dtype, buffer=nl.sbuf)
+
+    k_rows = nl.ndarray(v_rows.shape, dtype=k_cache.dtype, buffer=nl.sbuf)
+
+    def load_cache():
+        if core == 0:
+            _load_cache_rows(k_rows, k_cache, pairs, blocks)
+        if core == cores - 1:
+            _load_cache_rows(v_rows, v_cache, pairs, blocks)
+
+    if cache_position == 0:
+        load_cache()
+    projection.load_q_weights(q_chunks)
+    if cache_position == 1:
+        load_cache()
+    projection.load_kv_weights()
+    if cache_position == 2:
+        load_cache()
+    if cache_position == 0 and core == 0:   # the cache rows land first: transpose them before the weights do
+        for i in range(len(pairs)):
+            _keys_transposed(keys, i, k_rows[:, i, :, :], blocks, identity)
+    acc = projection.project()
+    if cache_position > 0 and core == 0:
+        for i in range(len(pairs)):
+            _keys_transposed(keys, i, k_rows[:, i, :, :], blocks, identity)
     w_out = nl.ndarray((head_dim, q_heads, cols), dtype=o_w.dtype, buffer=nl.sbuf)
     early = min(out_heads_early, q_heads)
     _load_out_weights(w_out, o_w, core * cols, range(early))   # streams while the exchanges get ready
-    if cores > 1:   # each core read one of the caches; swap them on chip
-        mine, theirs = (k_rows, v_rows) if core == 0 else (v_rows, k_rows)
-        nisa.sendrecv(src=mine, dst=theirs, send_to_rank=1 - core, recv_from_rank=1 - core, pipe_id=1)
-    keys = {pair: _keys_transposed(k_rows[:, i, :, :], blocks, identity) for i, pair in enumerate(pairs)}
     qkv = _complete_qkv(acc, _partial_sbuf(acc), core, cores, x.dtype)
+    if cores > 1:   # core 0 read the K cache and transposed it, core 1 read the V cache: swap
+        mine, theirs = (keys, v_rows) if core == 0 else (v_rows, keys)
+        nisa.sendrecv(src=mine, dst=theirs, send_to_rank=1 - core, recv_from_rank=1 - core, pipe_id=1)
     _load_out_weights(w_out, o_w, core * cols, range(early, q_heads))
     _norm_rope(qkv, tables, identity, q_heads, kv_heads, eps)
 
@@ -452,7 +501,8 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
         q_t = qkv[:, g * group:(g + 1) * group, b]
         k_new = qkv[:, q_heads + g, b:b + 1]
         v_row = _row_on_partition_0(qkv[:, q_heads + kv_heads + g, b:b + 1], identity, x.dtype)
-        p = _softmax(_scores(q_t, keys[b, g], k_new, kv_len), pos_float[:, b:b + 1], kv_len, scale, x.dtype)
+        p = _softmax(_scores(q_t, keys[:, i, 0:kv_len], k_new, kv_len), pos_float[:, b:b + 1], kv_len, scale,
+                     x.dtype)
         _weighted_values(attn_t[:, g * group:(g + 1) * group, b], p, v_rows[:, i, :, :], v_row, blocks, identity)
         if core == 0:
             slots.append((k_cache, _row_on_partition_0(k_new, identity, x.dtype), b, g))
