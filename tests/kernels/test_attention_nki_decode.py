@@ -114,7 +114,8 @@ def test_tolerance_catches_a_mask_off_by_one():
     pytest.param(TINY, dict(cores=1), id="tiny-one-core"),
     pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, q_chunks=2, out_heads_early=8),
                  id="real-kv300-tile64"),
-    pytest.param(with_(REAL_TP4, kv_lengths=(640,)), dict(cache_position=0), id="real-kv640-cache-first"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(640,)), dict(cache_position=0, out_heads_mid=0),
+                 id="real-kv640-cache-first"),
     pytest.param(with_(TINY, batch=3), dict(cache_position=1, kv_tile=16), id="tiny-batch3-cache-between"),
     pytest.param(with_(REAL_TP4, batch=2), dict(cores=1), id="real-one-core-batch2"),
 ])
@@ -211,6 +212,7 @@ def test_unsupported_shapes_are_rejected_with_a_reason(changes, reason):
     (dict(q_chunks=0), "q_chunks=0 must be >= 1"),
     (dict(out_heads_early=-2), "out_heads_early=-2 must be >= 0"),
     (dict(cache_position=3), "cache_position=3 must be 0, 1 or 2"),
+    (dict(out_heads_mid=-1), "out_heads_mid=-1 must be >= 0"),
     (dict(kv_tile=1), "640 probability chunks of 8 heads do not fit one PSUM bank"),
 ])
 def test_unsupported_knobs_are_rejected_with_a_reason(params, reason):
@@ -230,3 +232,30 @@ def test_serves_the_tiny_and_slice_models_at_each_tp_degree(degree):
     for shapes, q_heads, kv_heads in ((TINY, 8, 4), (REAL_TP4, 32, 4)):
         per_rank = with_(shapes, q_heads=q_heads // degree, kv_heads=kv_heads // degree)
         assert VARIANT.problems(per_rank, VARIANT.make_params()) == []
+
+
+def estimate_ratios(shapes, params=None):
+    """Cost-model est./floor on trn2 and trn3 (LNC=2) of one kernel launch at these shapes."""
+    from nki_cpu import cost
+
+    with nki_cpu.recording() as traces:
+        run_kernel(decode_call(shapes, [shapes.kv_lengths[0] - 1]), params)
+    (trace,) = traces
+    ratios = {}
+    for target in ("trn2", "trn3"):
+        est = cost.estimate(trace, target=target, lnc=2)
+        ratios[target] = est.time_ns / est.floor_ns
+    return ratios
+
+
+def test_estimate_stays_near_the_floor_at_real_shapes():
+    """Regression guard on the cost model's estimate at the real TP=4 shapes, smallest and largest bucket
+    (issue 4 asks for 1.5x; what bounds this kernel above it is in the variant's report). Two cores must
+    beat one: each physical core streams at most half of the logical core's HBM bandwidth."""
+    limits = {128: {"trn2": 1.80, "trn3": 2.35}, 640: {"trn2": 1.85, "trn3": 2.50}}
+    for kv, limit in limits.items():
+        ratios = estimate_ratios(with_(REAL_TP4, kv_lengths=(kv,)))
+        assert all(ratios[t] < limit[t] for t in limit), (kv, ratios)
+    one_core = estimate_ratios(REAL_TP4, VARIANT.make_params({"cores": 1}))
+    two_cores = estimate_ratios(REAL_TP4)
+    assert all(two_cores[t] < 0.8 * one_core[t] for t in two_cores), (one_core, two_cores)

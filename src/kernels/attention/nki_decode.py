@@ -3,7 +3,9 @@ the baseline's numerics (kernels.attention.baseline); context encoding falls bac
 
 The kernel reads the projection weights with the input dim first, so the variant asks the model to store
 them transposed (`transpose_weights`): `w.q_proj.T` is then a contiguous [H, Hq*D] tensor the interpreter
-passes without a copy. The KV cache is written by the kernel, in place.
+passes without a copy. The KV cache is written by the kernel, in place. It is launched on both physical
+cores of the logical core (`decode_attention[2]`, LNC=2), which split the weight streaming between them
+and exchange partial sums on chip (nisa.sendrecv); `cores=1` runs it on one core.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class DecodeAttentionParams:
     q_chunks: int = 1  # DMAs per core for its q_proj^T rows (each a contiguous run per partition)
     out_heads_early: int = -1  # heads of o_proj^T columns streamed before the exchanges (-1: 2 up to KV
     # bucket 256, else 1, so that the queues stay busy until the partial sums are ready, not longer)
+    out_heads_mid: int = 1  # more heads streamed between the partial-sum exchange and the cache swap
     cache_position: int = 2  # the KV cache streams before (0), between (1) or after (2) the q and k/v weights
 
 
@@ -70,6 +73,8 @@ def _param_problems(params: DecodeAttentionParams) -> list[str]:
         problems.append(f"q_chunks={params.q_chunks} must be >= 1")
     if params.out_heads_early < -1:
         problems.append(f"out_heads_early={params.out_heads_early} must be >= 0 (or -1: automatic)")
+    if params.out_heads_mid < 0:
+        problems.append(f"out_heads_mid={params.out_heads_mid} must be >= 0")
     if params.cache_position not in (0, 1, 2):
         problems.append(f"cache_position={params.cache_position} must be 0, 1 or 2")
     return problems
@@ -144,7 +149,7 @@ def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, 
         weights.q_norm, weights.k_norm, inputs.cos.reshape(batch, head_dim), inputs.sin.reshape(batch, head_dim),
         positions, inputs.k_cache, inputs.v_cache,
         inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.q_chunks,
-        _out_heads_early(params, inputs.kv_len), params.cache_position,
+        _out_heads_early(params, inputs.kv_len), params.out_heads_mid, params.cache_position,
     )
     return out.view(batch, seq, hidden)
 

@@ -1,30 +1,38 @@
 """NKI decode attention (one new token per batch row): q/k/v projections, q/k RMSNorm, RoPE, GQA
 attention over the KV cache with the cache update, and the o projection, in one kernel that runs on
-the `cores` physical cores of a logical core (an SPMD grid, `decode_attention[cores](...)`).
+the physical cores of a logical core (an SPMD grid: `decode_attention[2](...)` at LNC=2; a launch
+without a grid runs the same program on one core).
 
 Work split (P = 128 partitions, D = head_dim, B = batch, G = q heads per KV head, n = cores):
 - q projection: by contraction. Core c multiplies hidden rows [c H/n, (c+1) H/n) of q_proj^T, P x R
-  rows (R = H / (n P)), each partition R consecutive rows: one contiguous run of R full rows per
-  partition (16 KiB at real shapes). k_proj^T is read whole by core 0 and v_proj^T by core 1
-  (H / P consecutive rows per partition). Every head lands in PSUM as [D, B] (the weight block is
-  the stationary side, the few tokens the moving side): `acc` [D, Hq + 2 Hkv, B] fp32, zero where
-  the core did not contribute.
-- one exchange (nisa.sendrecv): the cores swap their fp32 partial sums and both round the same
-  total once to bf16 (fp32 addition is commutative, so both hold identical q, k and v).
-- RMSNorm and RoPE (every q and k head, both cores): the heads are turned into rows [(head, row), D]
-  by a PE transpose (bit-exact), normalised and rotated along the free axis, and turned back by
-  two accumulating identity matmuls (x cos and rotate_half(x) sin, summed in fp32 and rounded once
-  on the way out of PSUM, as torch rounds the bf16 sum).
-- attention (every head, both cores; the cores read the same KV cache): scores [G, kv_len + 1]
-  (q^T [D, G] stationary against K^T [D, positions] and the new k), split softmax along the free
-  axis, probabilities transposed to [positions, G] so the cache rows are the stationary side of the
-  value product; attn^T [D, Hq, B].
+  rows (R = H / (n P)), partition p holding the R consecutive rows c H/n + p R + j: one contiguous
+  run of R full rows per partition (16 KiB at the real shapes). k_proj^T is read whole by core 0 and
+  v_proj^T by core 1 (H / P consecutive rows per partition). Every head lands in PSUM as [D, B] (the
+  weight block is the stationary side, the few tokens, x^T in the same row order, the moving side):
+  [D, Hq + 2 Hkv, B] fp32, zero where the core does not contribute.
+- exchange (nisa.sendrecv): the cores swap their fp32 partial sums and both round the same total
+  once to bf16 (fp32 addition is commutative, so both hold identical q, k and v). Core 0 has read
+  the K cache and turned it into K^T, core 1 the V cache; they swap those too, so every weight and
+  cache byte leaves HBM once.
+- RMSNorm and RoPE (every q and k head, on both cores): the heads are turned into rows
+  [(head, row), D] by a PE transpose (bit-exact), normalised and rotated along the free axis (every
+  product and the sum rounded as the baseline rounds them), and turned back.
+- attention (every head, on both cores, so that neither needs the other's attention output):
+  scores [G, kv_len + 1] (q^T [D, G] stationary against K^T [D, positions] and the new k), the split
+  softmax along the free axis, probabilities transposed to [positions, G] so the cache rows are the
+  stationary side of the value product; attn^T [D, Hq, B].
 - o projection: by output columns. Core c computes out[:, c H/n : (c+1) H/n] from every head: the
   o_proj^T rows of a head [D, H/n] are the stationary side in P-column tiles, attn^T of the head the
   moving side, accumulated over the heads in fp32 PSUM (one rounding per output, as the baseline).
   Tile t holds the columns T p + t (T = H / (n P)), so each partition writes T consecutive outputs.
 - The KV cache is read in blocks of L = ceil(kv_len / kv_tile) consecutive positions per partition
   (one run per partition) and written at each row's position (core 0 the new k, core 1 the new v).
+
+DMAs run in program order on the queues of the partitions they touch, so the program order is the
+streaming order: the small inputs (single runs), q_proj^T, k_proj^T / v_proj^T, the cache,
+`out_heads_early` heads of o_proj^T, the partial-sum exchange, `out_heads_mid` more heads, the cache
+swap, the rest of o_proj^T, the cache slots, the output: a DMA whose input is not ready holds its
+queues, so each exchange is preceded by enough weights to keep them busy until it can start.
 
 Numerics follow kernels.attention.baseline rounding point by rounding point: projections, norms,
 RoPE products and sum, scores, scaled scores, probabilities, both value products, their sum and the
@@ -429,15 +437,13 @@ def _project_out(out, attn_t, w, first):
 
 @nki.jit
 def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
-                     kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, cache_position):
+                     kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, out_heads_mid, cache_position):
     """x [B, H]; q_w [H, Hq*D], k_w and v_w [H, Hkv*D], o_w [Hq*D, H] (input dim first); q_norm and k_norm
     [D]; cos and sin [B, D]; positions [1, B] int32; k_cache and v_cache [B, Hkv, max_seq, D], read at
-    [0, kv_len) and written at each row's position; scale = 1 / sqrt(D) -> out [B, H]. Launched on a grid
-    of 1 or 2 program instances (the physical cores of a logical core). DMAs run in program order on the
-    queues of the partitions they touch, so the order below is the streaming order: small inputs and the
-    KV cache (K by core 0, V by core 1), this core's q/k/v weights, the cache rows the other core read,
-    `out_heads_early` heads of this core's o_proj^T columns, the partial-sum exchange, the other heads'
-    o_proj^T columns, the cache slots, the output."""
+    [0, kv_len) and written at each row's position; scale = 1 / sqrt(D) -> out [B, H]. On a grid of 1 or 2
+    program instances. Program order is streaming order (module docstring): the cache goes before (0),
+    between (1) or after (2) the q and the k/v weights (`cache_position`); `out_heads_early` heads of
+    o_proj^T stream before the partial-sum exchange and `out_heads_mid` more before the cache swap."""
     batch, hidden = x.shape
     _, kv_heads, _, head_dim = k_cache.shape
     q_heads = q_w.shape[1] // head_dim
@@ -454,15 +460,13 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
     pos_int, pos_float = _load_positions(positions, group)
     blocks = _Blocks(kv_len, kv_tile)
     pairs = [(b, g) for b in range(batch) for g in range(kv_heads)]
-
-    # streaming order: q weights, (cache), k/v weights, (cache), early o heads, the exchanges
     projection = _Projection(x_rows, q_w, k_w, v_w, head_dim, core, cores, identity)
     # K^T of every (row, KV head) [D, pairs, parts L] (padded to the size of the V rows, so that core 0 can
     # swap its K^T for core 1's V rows) and the V rows [parts, pairs, L, D]
-    keys = nl.ndarray((head_dim, len(pairs), blocks.parts_total * blocks.per), dtype=k_cache.dtype, buffer=nl.sbuf)
+    width = blocks.parts_total * blocks.per
+    keys = nl.ndarray((head_dim, len(pairs), width), dtype=k_cache.dtype, buffer=nl.sbuf)
     v_rows = nl.ndarray((blocks.parts_total, len(pairs), blocks.per, head_dim), dtype=v_cache.dtype, buffer=nl.sbuf)
-
-    k_rows = nl.ndarray(v_rows.shape, dtype=k_cache.dtype, buffer=nl.sbuf)
+    k_rows = nl.ndarray(v_rows.shape, dtype=k_cache.dtype, buffer=nl.sbuf) if core == 0 else None
 
     def load_cache():
         if core == 0:
@@ -470,29 +474,33 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
         if core == cores - 1:
             _load_cache_rows(v_rows, v_cache, pairs, blocks)
 
+    def transpose_keys():
+        if core == 0:
+            for i in range(len(pairs)):
+                _keys_transposed(keys, i, k_rows[:, i, :, :], blocks, identity)
+
     if cache_position == 0:
         load_cache()
+        transpose_keys()            # the cache lands first: the PE transposes it before the weights land
     projection.load_q_weights(q_chunks)
     if cache_position == 1:
         load_cache()
     projection.load_kv_weights()
     if cache_position == 2:
         load_cache()
-    if cache_position == 0 and core == 0:   # the cache rows land first: transpose them before the weights do
-        for i in range(len(pairs)):
-            _keys_transposed(keys, i, k_rows[:, i, :, :], blocks, identity)
     acc = projection.project()
-    if cache_position > 0 and core == 0:
-        for i in range(len(pairs)):
-            _keys_transposed(keys, i, k_rows[:, i, :, :], blocks, identity)
+    if cache_position > 0:
+        transpose_keys()
     w_out = nl.ndarray((head_dim, q_heads, cols), dtype=o_w.dtype, buffer=nl.sbuf)
     early = min(out_heads_early, q_heads)
     _load_out_weights(w_out, o_w, core * cols, range(early))   # streams while the exchanges get ready
     qkv = _complete_qkv(acc, _partial_sbuf(acc), core, cores, x.dtype)
+    later = min(q_heads, early + out_heads_mid)
+    _load_out_weights(w_out, o_w, core * cols, range(early, later))
     if cores > 1:   # core 0 read the K cache and transposed it, core 1 read the V cache: swap
         mine, theirs = (keys, v_rows) if core == 0 else (v_rows, keys)
         nisa.sendrecv(src=mine, dst=theirs, send_to_rank=1 - core, recv_from_rank=1 - core, pipe_id=1)
-    _load_out_weights(w_out, o_w, core * cols, range(early, q_heads))
+    _load_out_weights(w_out, o_w, core * cols, range(later, q_heads))
     _norm_rope(qkv, tables, identity, q_heads, kv_heads, eps)
 
     attn_t = nl.ndarray((head_dim, q_heads, batch), dtype=x.dtype, buffer=nl.sbuf)
