@@ -461,11 +461,10 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
     blocks = _Blocks(kv_len, kv_tile)
     pairs = [(b, g) for b in range(batch) for g in range(kv_heads)]
     projection = _Projection(x_rows, q_w, k_w, v_w, head_dim, core, cores, identity)
-    # K^T of every (row, KV head) [D, pairs, parts L] (padded to the size of the V rows, so that core 0 can
-    # swap its K^T for core 1's V rows) and the V rows [parts, pairs, L, D]
-    width = blocks.parts_total * blocks.per
-    keys = nl.ndarray((head_dim, len(pairs), width), dtype=k_cache.dtype, buffer=nl.sbuf)
-    v_rows = nl.ndarray((blocks.parts_total, len(pairs), blocks.per, head_dim), dtype=v_cache.dtype, buffer=nl.sbuf)
+    # K^T of every (row, KV head) [D, pairs, P L] and the V rows [P, pairs, L, D] (positions beyond kv_len
+    # unused): tiles of one shape when D = P, so that core 0 can swap its K^T for core 1's V rows
+    keys = nl.ndarray((head_dim, len(pairs), P * blocks.per), dtype=k_cache.dtype, buffer=nl.sbuf)
+    v_rows = nl.ndarray((P, len(pairs), blocks.per, head_dim), dtype=v_cache.dtype, buffer=nl.sbuf)
     k_rows = nl.ndarray(v_rows.shape, dtype=k_cache.dtype, buffer=nl.sbuf) if core == 0 else None
 
     def load_cache():
