@@ -13,8 +13,9 @@ eagerly on NumPy with the hardware's numerics and limits, and every instruction 
 Module map: dtypes (types, rounding), tensor (NkiTensor views, access patterns), memory (buffers,
 allocations, capacity), targets (per-target limits), checks (kernel source lines, failing),
 errors, ops (ALU operators, activation functions), context (the running launch), runtime (jit,
-simulate, grid, run_kernel, recording), language / language_ops (nl), isa/ (nisa by family),
-install / facade / kernel_typing (the `nki` package shim), trace (the trace contract).
+simulate, grid, run_kernel, recording), gang (grid instances meeting at sendrecv), language /
+language_ops (nl), isa/ (nisa by family), install / facade / kernel_typing (the `nki` package
+shim), trace (the trace contract).
 
 Numerics: operands are read as fp32, computed in fp32 and rounded once to dst.dtype (round to
 nearest even; bf16/fp8 via ml_dtypes; float -> int rounds to nearest even, NaN -> 0, saturates);
@@ -26,10 +27,9 @@ the hardware's polynomials.
 
 NOT covered (calling these raises NotImplementedError naming the API, or is documented here):
 - nisa: nc_matmul_mx, quantize_mx, nonzero_with_count, sequence_bounds,
-  dropout and RNG (rng, rand2, set_rng_seed, rand_set_state, rand_get_state), sendrecv,
+  dropout and RNG (rng, rand2, set_rng_seed, rand_set_state, rand_get_state),
   tensor_copy_dynamic_src/dst, activate2 and topk (0.4+/0.6), core_barrier over a subset of the
-  program instances or with accesses that running the instances in turn would reorder (see
-  isa/control.py); nki.collectives.
+  program instances; nki.collectives.
 - nl: gather_flattened, random_seed, dropout, ceil/floor/trunc, nl.matmul(transpose_x=False)
   (as on NKI 0.3/0.4), softmax over a non-last axis, nl.fori_loop/while_loop (0.6).
 - NkiTensor 0.5+ view methods (slice, select, permute, broadcast, rearrange, indirect, ...);
@@ -42,8 +42,9 @@ NOT covered (calling these raises NotImplementedError naming the API, or is docu
 - Hardware rules not checked: DMA descriptor/queue limits, VectorE/ScalarE 64K (SBUF) / 4K (PSUM)
   free sizes, alignment of address= offsets other than PSUM banks, fp8 double_row tiling limits,
   engine-specific dtype restrictions beyond those listed in the instruction modules.
-- Program instances of a grid run one after another (no concurrency); shared_hbm tensors are shared
-  between instances by allocation order, private_hbm/hbm tensors are per instance.
+- Program instances of a grid run one at a time (gang): each until its end or a nisa.sendrecv, where
+  all meet and exchange SBUF tiles (nki_cpu.gang). shared_hbm tensors are shared between instances
+  by allocation order, private_hbm/hbm tensors and SBUF/PSUM are per instance.
 - nl.ndarray(address=...) is honoured for capacity checks only: tensors never alias.
 - Runs are single-threaded and not thread-safe (one launch stack per process).
 - Hardware cycle costs are not modelled here (the trace feeds a separate cost model).

@@ -32,8 +32,9 @@ class Launch:
         # shared_hbm tensors are made once per grid: instance k reuses instance 0's n-th one.
         self.shared_tensors: list = []
         self.shared_cursor = 0
-        # core_barrier calls per program instance: trace positions where each instance passed one.
-        self.barriers: dict[tuple[int, ...], list[int]] = {}
+        # Set while the instances of a grid run as a gang (runtime.gang), which switches between them.
+        self.gang = None
+        self._trackers = [self.memory]
 
     def start_instance(self, program_id: tuple[int, ...]) -> None:
         """Each program instance is its own NeuronCore: fresh accumulator registers."""
@@ -42,6 +43,24 @@ class Launch:
         self.scalar_accumulator[:] = 0.0
         self.vector_accumulator[:] = 0.0
 
+    def new_instance(self, program_id: tuple[int, ...]) -> "InstanceState":
+        """State of a program instance that runs interleaved with others: its own registers and its
+        own SBUF/PSUM accounting (each instance is a physical core)."""
+        tracker = self.memory.sibling()
+        self._trackers.append(tracker)
+        pmax = self.scalar_accumulator.shape[0]
+        return InstanceState(program_id, np.zeros(pmax, np.float32), np.zeros(pmax, np.float32), tracker)
+
+    def enter(self, state: "InstanceState") -> None:
+        """Make `state`'s instance the one that runs."""
+        self.program_id, self.shared_cursor = state.program_id, state.shared_cursor
+        self.scalar_accumulator, self.vector_accumulator = state.scalar_accumulator, state.vector_accumulator
+        self.memory = state.memory
+
+    def leave(self, state: "InstanceState") -> None:
+        """Keep what the running instance changed (its shared_hbm cursor) in `state`."""
+        state.shared_cursor = self.shared_cursor
+
     def record(self, op: str, engine: str, site: tuple[str, int], operands: tuple, reads: tuple, writes: tuple,
                attrs: dict, dma_bytes: int = 0, macs: int = 0) -> None:
         if not self.keep_trace:
@@ -49,13 +68,24 @@ class Launch:
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
 
-    def note_barrier(self) -> None:
-        self.barriers.setdefault(self.program_id, []).append(len(self._raw))
-
     def finish(self) -> Trace:
-        self.trace.peak_sbuf_bytes = self.memory.peak["sbuf"]
-        self.trace.peak_psum_bytes = self.memory.peak["psum"]
+        self.trace.peak_sbuf_bytes = max(t.peak["sbuf"] for t in self._trackers)
+        self.trace.peak_psum_bytes = max(t.peak["psum"] for t in self._trackers)
         return self.trace
+
+
+class InstanceState:
+    """Per program instance: its program id, shared_hbm cursor, accumulator registers and memory."""
+
+    __slots__ = ("program_id", "shared_cursor", "scalar_accumulator", "vector_accumulator", "memory")
+
+    def __init__(self, program_id: tuple[int, ...], scalar_accumulator: np.ndarray, vector_accumulator: np.ndarray,
+                 memory: MemoryTracker):
+        self.program_id = program_id
+        self.shared_cursor = 0
+        self.scalar_accumulator = scalar_accumulator
+        self.vector_accumulator = vector_accumulator
+        self.memory = memory
 
 
 _stack: list[Launch] = []

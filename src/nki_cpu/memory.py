@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,13 +87,17 @@ def new_storage(dtype: NkiDtype, count: int) -> np.ndarray:
 class MemoryTracker:
     """Live and peak bytes per partition of SBUF and PSUM for one kernel launch."""
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, ids: Iterator[int] | None = None):
         self.target = target
         self.capacity = {"sbuf": target.sbuf_bytes_per_partition, "psum": target.psum_bytes_per_partition}
         self.live = {"sbuf": 0, "psum": 0}
         self.placed: dict[str, dict[int, int]] = {"sbuf": {}, "psum": {}}
         self.peak = {"sbuf": 0, "psum": 0}
-        self._ids = itertools.count(1)
+        self._ids = ids if ids is not None else itertools.count(1)
+
+    def sibling(self) -> "MemoryTracker":
+        """A tracker for another program instance (its own SBUF/PSUM) drawing from the same allocation ids."""
+        return MemoryTracker(self.target, self._ids)
 
     def next_id(self) -> int:
         return next(self._ids)

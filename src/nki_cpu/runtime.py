@@ -2,9 +2,9 @@
 
 A launch wraps NumPy arrays / CPU torch tensors as HBM tensors that share their memory (so a
 kernel writing an input updates it in place, as the official simulator does), runs every
-program instance of the grid one after another, and converts the returned HBM tensors back to
-the kind of the inputs (torch if any input was torch, else NumPy; torch bf16 <-> ml_dtypes
-bfloat16). Each launch produces one Trace.
+program instance of the grid in turn (a gang whose instances can meet at `nisa.sendrecv`, see
+`gang`), and converts the returned HBM tensors back to the kind of the inputs (torch if any input
+was torch, else NumPy; torch bf16 <-> ml_dtypes bfloat16). Each launch produces one Trace.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 
 from . import context
 from .dtypes import to_storage_array
-from .errors import NkiUnsupportedError, NkiUsageError
+from .errors import NkiUsageError
+from .gang import Gang
 from .memory import SHARED_HBM, Allocation
 from .targets import resolve_target
 from .tensor import NkiTensor, row_major_tensor
@@ -111,71 +112,22 @@ def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], tar
     try:
         with np.errstate(all="ignore"):      # hardware lets inf/NaN flow; so do we, silently
             wrapped = _Arguments(run, args, kwargs, func)
-            results = []
-            for program_id in itertools.product(*(range(n) for n in grid)):
-                run.start_instance(tuple(program_id))
-                results.append(func(*wrapped.args, **wrapped.kwargs))
+            program_ids = [tuple(p) for p in itertools.product(*(range(n) for n in grid))]
+            if len(program_ids) > 1:      # instances that may meet (sendrecv, core_barrier): a gang
+                results = Gang(run, program_ids, lambda: func(*wrapped.args, **wrapped.kwargs)).run()
+            else:
+                run.start_instance(program_ids[0])
+                results = [func(*wrapped.args, **wrapped.kwargs)]
             outputs = wrapped.convert_outputs(results[0])
             wrapped.write_back()
     finally:
         context.pop(run)
-    check_barriers(run)
     trace = run.finish()
     for traces in _recorders:
         traces.append(trace)
     return KernelRun(outputs, trace)
 
 
-def check_barriers(run: context.Launch) -> None:
-    """Instances ran one after another. With nisa.core_barrier that order is valid only if every
-    instance passed the same number of barriers and no instance's shared-HBM accesses after
-    barrier b conflict (a write on either side) with a later instance's accesses before barrier b,
-    which the barrier would have run first; otherwise the emulation would be wrong, so refuse."""
-    if not run.barriers:
-        return
-    order = [tuple(pid) for pid in itertools.product(*(range(n) for n in run.grid))]  # the order they ran in
-    counts = {len(run.barriers.get(pid, [])) for pid in order}
-    if len(counts) != 1:
-        raise NkiUsageError("nisa.core_barrier: every program instance must pass the same number of barriers "
-                            "(the others would wait forever)")
-    segments = {pid: _hbm_accesses_by_segment(run, pid) for pid in order}
-    for i, early in enumerate(order):
-        for late in order[i + 1:]:
-            for after in range(1, len(segments[early])):
-                for before in range(after):
-                    clash = _conflict(segments[early][after], segments[late][before])
-                    if clash:
-                        raise NkiUnsupportedError(
-                            "nisa.core_barrier with this access pattern",
-                            f"instance {early} after its barrier {after} and instance {late} before its barrier "
-                            f"{before + 1} both touch HBM allocation {clash} (one writes), so running the instances "
-                            f"one after another would not respect the barrier")
-
-
-def _hbm_accesses_by_segment(run: context.Launch, pid: tuple[int, ...]) -> list[tuple[list, list]]:
-    """(reads, writes) HBM regions of one instance between consecutive barriers."""
-    cuts = run.barriers.get(pid, [])
-    segments = [([], []) for _ in range(len(cuts) + 1)]
-    for ins in run.trace.raw_instructions:
-        if ins[10] != pid:
-            continue
-        segment = segments[sum(1 for cut in cuts if ins[0] >= cut)]
-        segment[0].extend(r for r in ins[4] if r.buffer == "hbm")
-        segment[1].extend(w for w in ins[5] if w.buffer == "hbm")
-    return segments
-
-
-def _conflict(a: tuple[list, list], b: tuple[list, list]) -> int | None:
-    """An allocation id where one side writes what the other reads or writes, else None."""
-    def overlap(x, y):
-        return x.alloc == y.alloc and x.byte_range[0] < y.byte_range[1] and y.byte_range[0] < x.byte_range[1]
-
-    for writes, others in ((a[1], b[0] + b[1]), (b[1], a[0])):
-        for w in writes:
-            for o in others:
-                if overlap(w, o):
-                    return w.alloc
-    return None
 
 
 def _normalise_grid(grid) -> tuple[int, ...]:

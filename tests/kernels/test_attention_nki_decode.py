@@ -108,12 +108,19 @@ def test_tolerance_catches_a_mask_off_by_one():
 
 
 @pytest.mark.parametrize("shapes,params", [
-    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=32), id="tiny-kv100-tile32-tail"),
-    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=64, weight_tiles=1, out_cols=96), id="tiny-all-knobs"),
-    pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, weight_tiles=16), id="real-kv300-tile64"),
+    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=32), id="tiny-kv100-tile32"),
+    pytest.param(with_(TINY, kv_lengths=(100,)), dict(kv_tile=48, q_chunks=2, out_heads_early=0),
+                 id="tiny-kv100-tile48-tail-partition"),
+    pytest.param(TINY, dict(cores=1), id="tiny-one-core"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(300,)), dict(kv_tile=64, q_chunks=2, out_heads_early=8),
+                 id="real-kv300-tile64"),
+    pytest.param(with_(REAL_TP4, kv_lengths=(640,)), dict(cache_position=0, out_heads_mid=0),
+                 id="real-kv640-cache-first"),
+    pytest.param(with_(TINY, batch=3), dict(cache_position=1, kv_tile=16), id="tiny-batch3-cache-between"),
+    pytest.param(with_(REAL_TP4, batch=2), dict(cores=1), id="real-one-core-batch2"),
 ])
 def test_tiling_knobs(shapes, params):
-    check(shapes, [shapes.kv_lengths[0] - 1], params=VARIANT.make_params(params))
+    check(shapes, [shapes.kv_lengths[0] - 1] * shapes.batch, params=VARIANT.make_params(params))
 
 
 @pytest.mark.parametrize("shapes", [pytest.param(TINY, id="tiny"), pytest.param(REAL_TP4, id="real_tp4")])
@@ -132,18 +139,47 @@ def test_scale_multiply_is_the_baselines_division():
         assert torch.equal(multiplied.view(torch.int16), divided.view(torch.int16)), head_dim
 
 
-def test_trace_does_the_baselines_matrix_products_and_touches_hbm_only_for_io():
-    """No helper matmuls (transposes count no MACs), and the only HBM writes are the output and the cache
-    slots: scores, probabilities and intermediates never leave the chip."""
+def attention_macs(shapes):
+    """MACs of the scores and value products (cached positions plus the active token)."""
+    return 2 * shapes.batch * shapes.q_heads * (shapes.kv_lengths[0] + 1) * shapes.head_dim
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_trace_does_the_baselines_matrix_products_and_touches_hbm_only_for_io(cores):
+    """No helper matmuls (transposes count no MACs): the projections once, the attention products once per
+    core (each core attends with every head, so that its o_proj columns need no second exchange); the only
+    HBM writes are the output and the cache slots: scores, probabilities and intermediates never leave the
+    chip."""
     shapes = with_(REAL_TP4, batch=2)
     with nki_cpu.recording() as traces:
-        run_kernel(decode_call(shapes, [127, 5]))
+        run_kernel(decode_call(shapes, [127, 5]), VARIANT.make_params({"cores": cores}))
     (trace,) = traces
-    assert trace.total_macs == baseline_macs("attention", Phase.TOKEN, shapes)
+    assert trace.total_macs == baseline_macs("attention", Phase.TOKEN, shapes) + (cores - 1) * attention_macs(shapes)
     hbm_writes = [i for i in trace.instructions if i.op.startswith("dma") and i.operands[0].buffer == "hbm"]
     cache_slots = 2 * shapes.batch * shapes.kv_heads
-    assert len(hbm_writes) == cache_slots + 1
+    assert len(hbm_writes) == cache_slots + cores
     assert sum(i.dma_bytes for i in hbm_writes) == (cache_slots * shapes.head_dim + shapes.batch * shapes.hidden) * 2
+
+
+def test_the_cores_share_the_weight_and_cache_bytes():
+    """Every weight byte and every cached row is read from HBM once, by one of the two cores, each core
+    reading half of the bytes within a few percent; the cores exchange partial sums and cache rows on chip."""
+    shapes = REAL_TP4
+    with nki_cpu.recording() as traces:
+        run_kernel(decode_call(shapes, [127]))
+    (trace,) = traces
+    kv = shapes.kv_lengths[0]
+    weights = (shapes.hidden * (shapes.q_heads + 2 * shapes.kv_heads) * shapes.head_dim
+               + shapes.q_heads * shapes.head_dim * shapes.hidden) * 2
+    cache = 2 * shapes.kv_heads * kv * shapes.head_dim * 2
+    small = (shapes.hidden + 4 * shapes.head_dim + 2) * 2   # x, q_norm, k_norm, cos, sin, position
+    reads = {0: 0, 1: 0}
+    for i in trace.instructions:
+        if i.op == "dma_copy":
+            reads[i.program_id[0]] += sum(i.dma_bytes for r in i.reads[:1] if r.buffer == "hbm")
+    assert sum(reads.values()) == weights + cache + 2 * small
+    assert abs(reads[0] - reads[1]) < 0.02 * sum(reads.values())
+    assert {i.program_id[0] for i in trace.instructions if i.op == "sendrecv"} == {0, 1}
 
 
 def test_serves_token_generation_only():
@@ -171,21 +207,24 @@ def test_unsupported_shapes_are_rejected_with_a_reason(changes, reason):
 
 
 @pytest.mark.parametrize("params,reason", [
-    (dict(kv_tile=96), "kv_tile=96 must be a power of two"),
-    (dict(out_cols=1024), "out_cols=1024 must be in [1, 512]"),
-    (dict(weight_tiles=0), "weight_tiles=0 must be >= 1"),
-    (dict(kv_tile=1), "640 probability tiles of 8 heads do not fit one PSUM bank"),
+    (dict(cores=3), "cores=3 must be 1 or 2"),
+    (dict(kv_tile=0), "kv_tile=0 must be in [1, 128]"),
+    (dict(q_chunks=0), "q_chunks=0 must be >= 1"),
+    (dict(out_heads_early=-2), "out_heads_early=-2 must be >= 0"),
+    (dict(cache_position=3), "cache_position=3 must be 0, 1 or 2"),
+    (dict(out_heads_mid=-1), "out_heads_mid=-1 must be >= 0"),
+    (dict(kv_tile=1), "640 probability chunks of 8 heads do not fit one PSUM bank"),
 ])
 def test_unsupported_knobs_are_rejected_with_a_reason(params, reason):
     problems = VARIANT.problems(with_(REAL_TP4, kv_lengths=(640,)), VARIANT.make_params(params))
     assert any(reason in p for p in problems), problems
 
 
-def test_weight_blocks_must_leave_sbuf_room():
+def test_resident_weights_must_fit_sbuf():
     slice_tp1 = with_(REAL_TP4, q_heads=32, kv_heads=4)
     assert VARIANT.problems(slice_tp1, VARIANT.make_params()) == []
-    (problem,) = VARIANT.problems(slice_tp1, VARIANT.make_params({"weight_tiles": 16}))
-    assert "SBUF" in problem and "weight_tiles=16" in problem
+    (problem,) = VARIANT.problems(slice_tp1, VARIANT.make_params({"cores": 1}))
+    assert "SBUF" in problem and "cores=1" in problem
 
 
 @pytest.mark.parametrize("degree", [1, 2, 4])
@@ -193,3 +232,30 @@ def test_serves_the_tiny_and_slice_models_at_each_tp_degree(degree):
     for shapes, q_heads, kv_heads in ((TINY, 8, 4), (REAL_TP4, 32, 4)):
         per_rank = with_(shapes, q_heads=q_heads // degree, kv_heads=kv_heads // degree)
         assert VARIANT.problems(per_rank, VARIANT.make_params()) == []
+
+
+def estimate_ratios(shapes, params=None):
+    """Cost-model est./floor on trn2 and trn3 (LNC=2) of one kernel launch at these shapes."""
+    from nki_cpu import cost
+
+    with nki_cpu.recording() as traces:
+        run_kernel(decode_call(shapes, [shapes.kv_lengths[0] - 1]), params)
+    (trace,) = traces
+    ratios = {}
+    for target in ("trn2", "trn3"):
+        est = cost.estimate(trace, target=target, lnc=2)
+        ratios[target] = est.time_ns / est.floor_ns
+    return ratios
+
+
+def test_estimate_stays_near_the_floor_at_real_shapes():
+    """Regression guard on the cost model's estimate at the real TP=4 shapes, smallest and largest bucket
+    (issue 4 asks for 1.5x; what bounds this kernel above it is in the variant's report). Two cores must
+    beat one: each physical core streams at most half of the logical core's HBM bandwidth."""
+    limits = {128: {"trn2": 1.80, "trn3": 2.35}, 640: {"trn2": 1.85, "trn3": 2.50}}
+    for kv, limit in limits.items():
+        ratios = estimate_ratios(with_(REAL_TP4, kv_lengths=(kv,)))
+        assert all(ratios[t] < limit[t] for t in limit), (kv, ratios)
+    one_core = estimate_ratios(REAL_TP4, VARIANT.make_params({"cores": 1}))
+    two_cores = estimate_ratios(REAL_TP4)
+    assert all(two_cores[t] < 0.8 * one_core[t] for t in two_cores), (one_core, two_cores)

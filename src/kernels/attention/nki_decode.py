@@ -3,7 +3,9 @@ the baseline's numerics (kernels.attention.baseline); context encoding falls bac
 
 The kernel reads the projection weights with the input dim first, so the variant asks the model to store
 them transposed (`transpose_weights`): `w.q_proj.T` is then a contiguous [H, Hq*D] tensor the interpreter
-passes without a copy. The KV cache is written by the kernel, in place.
+passes without a copy. The KV cache is written by the kernel, in place. It is launched on both physical
+cores of the logical core (`decode_attention[2]`, LNC=2), which split the weight streaming between them
+and exchange partial sums on chip (nisa.sendrecv); `cores=1` runs it on one core.
 """
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ RTOL = 2.0**-7
 
 @dataclass
 class DecodeAttentionParams:
-    """Tiling knobs; they move data differently, kv_tile also regroups the fp32 sum of the value product."""
+    """Work split and tiling knobs; they move data differently (kv_tile and cores also regroup fp32 sums)."""
 
-    kv_tile: int = 128  # cache positions per PE transpose / value-product tile (power of two <= 128)
-    weight_tiles: int = 4  # 128-row tiles of each q/k/v weight moved per DMA
-    out_cols: int = 512  # o projection output columns per matmul (the moving free size, <= 512)
+    cores: int = 2  # program instances: the physical cores of the logical core (LNC=2) sharing the weights
+    kv_tile: int = 128  # most cache positions per PE transpose / value-product chunk (partitions, <= 128)
+    q_chunks: int = 1  # DMAs per core for its q_proj^T rows (each a contiguous run per partition)
+    out_heads_early: int = -1  # heads of o_proj^T columns streamed before the exchanges (-1: 2 up to KV
+    # bucket 256, else 1, so that the queues stay busy until the partial sums are ready, not longer)
+    out_heads_mid: int = 1  # more heads streamed between the partial-sum exchange and the cache swap
+    cache_position: int = 2  # the KV cache streams before (0), between (1) or after (2) the q and k/v weights
 
 
 def _score_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
@@ -50,33 +56,44 @@ def _score_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[
         if (kv + 1) * 4 > SCORE_BANKS * BANK_BYTES:
             problems.append(f"KV bucket {kv}: the {kv + 1} fp32 scores per head exceed the {SCORE_BANKS} PSUM banks "
                             f"the kernel budgets for them (KV buckets up to {SCORE_BANKS * BANK_BYTES // 4 - 1})")
-        tiles = -(-kv // min(params.kv_tile, kv))
-        if tiles * group * 2 > BANK_BYTES:
-            problems.append(f"KV bucket {kv}: {tiles} probability tiles of {group} heads do not fit one PSUM bank; "
+        chunks = -(-kv // min(params.kv_tile, kv))
+        if (chunks + 1) * group * 2 > BANK_BYTES:
+            problems.append(f"KV bucket {kv}: {chunks} probability chunks of {group} heads do not fit one PSUM bank; "
                             f"raise kv_tile")
     return problems
 
 
 def _param_problems(params: DecodeAttentionParams) -> list[str]:
     problems = []
-    if not 1 <= params.kv_tile <= PARTITIONS or params.kv_tile & (params.kv_tile - 1):
-        problems.append(f"kv_tile={params.kv_tile} must be a power of two <= {PARTITIONS}")
-    if params.weight_tiles < 1:
-        problems.append(f"weight_tiles={params.weight_tiles} must be >= 1")
-    if not 1 <= params.out_cols <= BANK_BYTES // 4:
-        problems.append(f"out_cols={params.out_cols} must be in [1, {BANK_BYTES // 4}] (one fp32 PSUM bank)")
+    if params.cores not in (1, 2):
+        problems.append(f"cores={params.cores} must be 1 or 2 (the physical cores of a logical core)")
+    if not 1 <= params.kv_tile <= PARTITIONS:
+        problems.append(f"kv_tile={params.kv_tile} must be in [1, {PARTITIONS}]")
+    if params.q_chunks < 1:
+        problems.append(f"q_chunks={params.q_chunks} must be >= 1")
+    if params.out_heads_early < -1:
+        problems.append(f"out_heads_early={params.out_heads_early} must be >= 0 (or -1: automatic)")
+    if params.out_heads_mid < 0:
+        problems.append(f"out_heads_mid={params.out_heads_mid} must be >= 0")
+    if params.cache_position not in (0, 1, 2):
+        problems.append(f"cache_position={params.cache_position} must be 0, 1 or 2")
     return problems
 
 
 def _sbuf_problems(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str]:
-    """The largest SBUF users per partition: a block of q/k/v weight tiles, and an o_proj column chunk."""
-    width = (shapes.q_heads + 2 * shapes.kv_heads) * shapes.head_dim
-    weights = params.weight_tiles * width * shapes.dtype.itemsize
-    out_block = shapes.q_heads * params.out_cols * shapes.dtype.itemsize
-    need = max(weights, out_block) + shapes.hidden * shapes.dtype.itemsize
-    if need > SBUF_BYTES * 3 // 4:
-        return [f"~{need // 1024} KiB of SBUF per partition for weight blocks (weight_tiles={params.weight_tiles}, "
-                f"out_cols={params.out_cols}) leaves too little of trn2's {SBUF_BYTES // 1024} KiB; lower them"]
+    """Every weight a core streams stays resident: its q_proj^T rows, k_proj^T and/or v_proj^T, its o_proj^T
+    columns, plus the KV cache rows and K^T of every (row, KV head)."""
+    item = shapes.dtype.itemsize
+    cores, hidden, d = params.cores, shapes.hidden, shapes.head_dim
+    q = hidden // (PARTITIONS * cores) * shapes.q_heads * d * item
+    kv = (3 - cores) * hidden // PARTITIONS * shapes.kv_heads * d * item
+    out = shapes.q_heads * hidden // cores * item
+    longest = max(shapes.kv_lengths)
+    cache = shapes.batch * shapes.kv_heads * (2 * -(-longest // min(params.kv_tile, longest)) * d + longest) * item
+    need = q + kv + out + cache
+    if need > SBUF_BYTES * 7 // 8:
+        return [f"~{need // 1024} KiB of SBUF per partition for the resident weights and cache rows (cores={cores}) "
+                f"leaves too little of trn2's {SBUF_BYTES // 1024} KiB"]
     return []
 
 
@@ -87,8 +104,9 @@ def check_shapes(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str
     if not 2 <= d <= PARTITIONS or d & (d - 1):
         problems.append(f"head_dim {d} must be a power of two in [2, {PARTITIONS}] (a head fits one PE tile; "
                         f"the 1/D mean and the 1/sqrt(D) scale are exact only then)")
-    if shapes.hidden % PARTITIONS:
-        problems.append(f"hidden size {shapes.hidden} must be a multiple of {PARTITIONS} (x^T is tiled by partitions)")
+    if shapes.hidden % (PARTITIONS * params.cores):
+        problems.append(f"hidden size {shapes.hidden} must be a multiple of {PARTITIONS} x cores={params.cores} "
+                        f"(each core's share of x^T and of the output columns is tiled by partitions)")
     if kv_heads < 1 or heads % kv_heads:
         problems.append(f"{heads} q heads are not a whole number of groups of {kv_heads} KV heads")
     elif heads // kv_heads > PARTITIONS:
@@ -96,14 +114,24 @@ def check_shapes(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str
     if heads + kv_heads > PARTITIONS:
         problems.append(f"{heads} q + {kv_heads} k heads exceed the {PARTITIONS} rows of the norm/RoPE tile")
     if shapes.batch > PARTITIONS:
-        problems.append(f"batch {shapes.batch} exceeds {PARTITIONS} (the o projection's stationary side)")
+        problems.append(f"batch {shapes.batch} exceeds {PARTITIONS} (the rows of the norm/RoPE tile)")
+    elif shapes.hidden // (PARTITIONS * params.cores) * shapes.batch * 4 > BANK_BYTES:
+        problems.append(f"batch {shapes.batch}: the o projection's accumulators exceed one PSUM bank")
     elif (heads + 2 * kv_heads) * shapes.batch * 4 > BANK_BYTES:
         problems.append(f"batch {shapes.batch} x {heads + 2 * kv_heads} q/k/v heads: the projection accumulators "
                         f"exceed one PSUM bank ({BANK_BYTES // 4} fp32)")
-    problems += _param_problems(params)
+    problems = _param_problems(params) + problems
     if not problems:
         problems += _score_problems(shapes, params) + _sbuf_problems(shapes, params)
     return problems
+
+
+def _out_heads_early(params: DecodeAttentionParams, kv_len: int) -> int:
+    """o_proj^T heads streamed before the exchanges: enough to cover the exchange's DMA latency once this
+    core's share of the cache (which streams first) is in; a longer cache leaves less of that to cover."""
+    if params.out_heads_early >= 0:
+        return params.out_heads_early
+    return 2 if kv_len <= 256 else 1
 
 
 def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, params: DecodeAttentionParams,
@@ -114,12 +142,14 @@ def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, 
         raise ValueError(f"nki_decode serves token generation (one token per row), got {inputs.phase.value} S={seq}")
     head_dim = weights.q_norm.shape[0]
     positions = inputs.positions[:, 0].to(torch.int32).reshape(1, batch)
+    kernel = nki_module(KERNELS).decode_attention
     out = launch(
-        nki_module(KERNELS).decode_attention,
+        kernel[params.cores] if params.cores > 1 else kernel,
         x.reshape(batch, hidden), weights.q_proj.T, weights.k_proj.T, weights.v_proj.T, weights.o_proj.T,
         weights.q_norm, weights.k_norm, inputs.cos.reshape(batch, head_dim), inputs.sin.reshape(batch, head_dim),
         positions, inputs.k_cache, inputs.v_cache,
-        inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.weight_tiles, params.out_cols,
+        inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.q_chunks,
+        _out_heads_early(params, inputs.kv_len), params.out_heads_mid, params.cache_position,
     )
     return out.view(batch, seq, hidden)
 

@@ -23,7 +23,9 @@ on GpSimd) and queue choice by trigger engine; descriptor queue limits and DMA Q
 bank conflicts and VectorE-GpSimd shared-port contention; PE tiling (tile_position) and Trn3
 background transposes running concurrently; the Trn3 bf16 ScalarE datapath beyond
 tensor_copy/tensor_scalar; MX matmuls; HBM latency; collectives and cross-core barriers (program
-instances on different physical cores share only HBM bandwidth and memory).
+instances on different physical cores share only HBM bandwidth and memory; a nisa.sendrecv between
+them is costed as an on-chip DMA on the receiving core that waits for the sender's tile, with no
+documented throughput of its own).
 """
 
 from __future__ import annotations

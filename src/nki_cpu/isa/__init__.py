@@ -6,7 +6,7 @@ from ..errors import NkiUnsupportedError
 from . import constants
 from .activation import activation, activation_reduce
 from .control import (VirtualRegister, core_barrier, get_nc_version, register_alloc, register_load, register_move,
-                      register_store)
+                      register_store, sendrecv)
 from .dma import dma_compute, dma_copy, dma_transpose
 from .elementwise import (exponential, memset, reciprocal, scalar_tensor_tensor, tensor_copy,
                           tensor_copy_predicated, tensor_scalar, tensor_tensor)
@@ -30,7 +30,6 @@ UNSUPPORTED = {
     "set_rng_seed": "random number generation is not interpreted",
     "rand_set_state": "random number generation is not interpreted",
     "rand_get_state": "random number generation is not interpreted",
-    "sendrecv": "instances run one after another, so they cannot exchange data",
     "tensor_copy_dynamic_src": "removed after NKI 0.2",
     "tensor_copy_dynamic_dst": "removed after NKI 0.2",
     "activate2": "NKI 0.4+ (trn3) instruction",

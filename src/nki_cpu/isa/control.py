@@ -1,25 +1,24 @@
 """Target queries, registers and synchronisation.
 
-Kernels run one program instance at a time, so cross-instance communication (sendrecv,
-collectives) cannot be honoured and is refused. `core_barrier` across the instances of a grid is
-emulated: running the instances one after another is a valid order of the barrier's semantics
-as long as no instance, after a barrier, touches shared HBM that a later instance touches (with a
-write on either side) before that barrier; the launch checks this once every instance has run
-(`runtime.check_barriers`) and refuses kernels for which the emulation would be wrong. Data a
-later instance reads after a barrier, written by an earlier one before it, is therefore exact.
-Barriers are not recorded in the trace: the cost model does not model them, and the ordering they
-enforce appears there as data dependencies through shared HBM.
+The program instances of a grid run one at a time as a gang (nki_cpu.gang): `sendrecv` is a
+rendezvous at which every instance hands an SBUF tile to another, and `core_barrier` one at which
+they only wait for each other, so instructions after a barrier see everything every instance did
+before it. Barriers are not recorded in the trace: the cost model does not model their latency, and
+the ordering they enforce appears there as data dependencies through shared HBM. Collectives are
+refused.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..checks import kernel_site, usage
+from ..checks import fail, kernel_site, usage
 from ..context import current
-from ..errors import NkiUnsupportedError
+from ..errors import NkiUnsupportedError, NkiUsageError
+from ..gang import Rendezvous
 from ..tensor import NkiTensor, register_value
 from .common import attrs_of, record, resolve, write
+from .enums import dma_engine as DmaEngine
 from .enums import nc_version
 
 
@@ -71,6 +70,81 @@ def core_barrier(data, cores, engine=None, name=None) -> None:
     if listed != list(range(instances)):
         raise NkiUnsupportedError("nisa.core_barrier over a subset of the program instances",
                                   f"cores={tuple(listed)} for a grid of {instances} instances")
+    site = kernel_site()
     if not isinstance(data, NkiTensor) or data.alloc.kind != "hbm":
-        usage("nisa.core_barrier", "data must be a shared_hbm tensor", kernel_site())
-    launch.note_barrier()
+        usage("nisa.core_barrier", "data must be a shared_hbm tensor", site)
+    launch.gang.meet(_Barrier(site))
+
+
+class _Barrier(Rendezvous):
+    kind = "core_barrier"
+
+    def __init__(self, site):
+        self.site = site
+
+    def describe(self) -> str:
+        return f"core_barrier (kernel {self.site[0]}:{self.site[1]})"
+
+    def complete(self, gang, meetings: list["_Barrier"]) -> None:
+        """Nothing moves: every instance has done everything before its barrier."""
+
+
+def _count(t: NkiTensor) -> int:
+    return int(np.prod(t.shape))
+
+
+class _SendRecv(Rendezvous):
+    kind = "sendrecv"
+
+    def __init__(self, index: int, src: NkiTensor, dst: NkiTensor, send_to: int, recv_from: int, pipe_id,
+                 attrs: dict, site):
+        self.index, self.src, self.dst, self.send_to, self.recv_from = index, src, dst, send_to, recv_from
+        self.pipe_id, self.attrs, self.site = pipe_id, attrs, site
+
+    def describe(self) -> str:
+        return f"sendrecv (kernel {self.site[0]}:{self.site[1]})"
+
+    def complete(self, gang, meetings: list["_SendRecv"]) -> None:
+        """Every dst receives its sender's src (raw bytes); each instance's sendrecv is traced as a DMA
+        that reads the sender's src and writes its own dst."""
+        for m in meetings:
+            sender = meetings[m.recv_from]
+            if sender.send_to != m.index or sender.pipe_id != m.pipe_id:
+                raise NkiUsageError(
+                    f"nisa.sendrecv: instance {m.index} receives from {m.recv_from} (pipe {m.pipe_id}), which sends "
+                    f"to {sender.send_to} (pipe {sender.pipe_id}) (kernel {m.site[0]}:{m.site[1]})")
+            if sender.src.dtype.name != m.dst.dtype.name or _count(sender.src) != _count(m.dst):
+                raise NkiUsageError(
+                    f"nisa.sendrecv: instance {m.index} receives {sender.src.shape} {sender.src.dtype.name} into "
+                    f"{m.dst.shape} {m.dst.dtype.name}; sizes and dtypes must match (kernel {m.site[0]}:{m.site[1]})")
+        received = [meetings[m.recv_from].src.np().copy() for m in meetings]
+        for m, values in zip(meetings, received):
+            view = m.dst.np()
+            view[...] = values.reshape(view.shape)
+        launch = current()
+        for m in meetings:
+            gang.switch_to(m.index)
+            src = meetings[m.recv_from].src
+            record(launch, "sendrecv", "dma", m.site, {"dst": m.dst}, {"src": src}, m.attrs,
+                   dma_bytes=_count(m.dst) * m.dst.dtype.itemsize)
+
+
+def sendrecv(src, dst, send_to_rank, recv_from_rank, pipe_id=0, dma_engine=None, name=None) -> None:
+    """Send `src` (SBUF) to instance `send_to_rank` and receive instance `recv_from_rank`'s src into `dst`
+    (SBUF); every instance of the grid takes part. A rendezvous: the call returns once all have arrived."""
+    launch, site = current(), kernel_site()
+    gang = launch.gang
+    if gang is None:
+        usage("nisa.sendrecv", "exchanges data between the program instances of a grid (kernel[2](...)); "
+              "this launch has one instance", site)
+    s, d = resolve(src), resolve(dst)
+    for role, t in (("src", s), ("dst", d)):
+        if t.alloc.kind != "sbuf":
+            fail("nisa.sendrecv", "src and dst in SBUF", f"{role} in {t.alloc.kind.upper()}", site)
+    for role, rank in (("send_to_rank", send_to_rank), ("recv_from_rank", recv_from_rank)):
+        if not 0 <= int(rank) < gang.size or int(rank) == gang.index:
+            usage("nisa.sendrecv", f"{role}={rank} must be another instance of the {gang.size}-instance grid", site)
+    engine = DmaEngine(dma_engine).name if dma_engine is not None else None
+    attrs = attrs_of(name, None, send_to_rank=int(send_to_rank), recv_from_rank=int(recv_from_rank),
+                     pipe_id=int(pipe_id), dma_engine=engine)
+    gang.meet(_SendRecv(gang.index, s, d, int(send_to_rank), int(recv_from_rank), int(pipe_id), attrs, site))
