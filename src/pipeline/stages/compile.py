@@ -14,6 +14,7 @@ from kernels.executors import make_executor
 from kernels.macs import baseline_macs
 from kernels.slots import KernelSlot
 from kernels.types import Phase
+from pipeline.config.validate import ConfigError
 from pipeline.job import Job
 from pipeline.stages.base import StageResult, register_stage
 
@@ -21,8 +22,9 @@ DECODER_SLOTS = {"norm": 2, "attention": 1, "router": 1, "experts": 1}  # per de
 MODEL_SLOTS = {"norm": 1, "lm_head": 1}  # once per model (final norm, vocabulary projection)
 
 
-class UnsupportedShapes(RuntimeError):
-    """A selected variant cannot serve the workload; the message lists every reason."""
+class UnsupportedShapes(ConfigError):
+    """A selected variant cannot serve the workload; the message lists every reason (checked before any
+    run is opened, like every other config error)."""
 
 
 class KernelMismatch(RuntimeError):
