@@ -57,3 +57,23 @@ def test_bf16_passes_the_contest_gate_against_transformers(tracking, tmp_path):
     assert job.data.metrics["accuracy.passed"] == 1.0 and job.data.tags["accuracy.reference"] == "transformers"
     (stage,) = children(tracking, job.info.run_id)
     assert [stage.data.metrics[f"p{i}.passed"] for i in range(5)] == [1.0] * 5
+
+
+@pytest.mark.parametrize("tp_degree", [1, 4])
+def test_every_nki_variant_together_passes_the_gate(tracking, tmp_path, tp_degree):
+    """The NKI kernels, run by the CPU interpreter inside the model, against the all-baseline reference."""
+    from pipeline.runner import prepare, run_job
+    from tests.conftest import compose_config, tracking_overrides
+    from tests.integration.cli import job_runs
+
+    overrides = ["kernel.norm=nki_add_rmsnorm", "kernel.attention=nki_decode", "kernel.router=nki_topk",
+                 "kernel.experts=grouped_v2", f"parallel.tp_degree={tp_degree}", "stages=[compile,accuracy]",
+                 "workload.max_new_tokens=4", *tracking_overrides(tracking)]
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = compose_config(overrides, out)
+    run_job(cfg, prepare(cfg, out), overrides)
+    (job,) = job_runs(tracking)
+    assert job.info.status == "FINISHED" and job.data.metrics["accuracy.passed"] == 1.0
+    assert job.data.metrics["compile.nki_mac_ratio"] > 0
+    assert job.data.tags["fallbacks"] == "attention:context->baseline;experts:context->baseline"
