@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 # flips tokens and the contest's 0.001 divergence tolerance fails for reasons no kernel controls. So:
 # - projections have std 1/sqrt(fan_in) and the embedding unit variance, so every sublayer moves the
 #   residual stream about as much as the token embedding does (kernel numerics matter);
-# - the router's logits have std ROUTER_LOGIT_STD, so routing is peaked as in a trained model;
+# - the router's logits have std ROUTER_LOGIT_STD, so routing is peaked as in a trained model and the
+#   8th/9th-choice margins are wide enough that TP reduction order does not swap experts (at 1.5 the tiny
+#   model flipped a top-8 choice between TP 1 and 4 on a contest prompt and failed the gate);
 # - lm_head row v is the embedding of token perm(v) plus as much noise, scaled to trained-model logit
 #   magnitudes (a top logit near HEAD_TARGET_LOGIT): the next token follows from the current one with the
 #   margins of a trained model, and the rest of the vocabulary still carries every layer's errors;
 # - norm weights scatter around 1 so their multiply is not a no-op.
-ROUTER_LOGIT_STD = 1.5
+ROUTER_LOGIT_STD = 3.0
 HEAD_TARGET_LOGIT = 20.0
 NORM_SPREAD = 0.1
 
