@@ -6,10 +6,11 @@ The real-dimension slice model (Qwen3-30B-A3B dims, 2 decoder layers, seeded wei
 TP=1, every kernel `baseline`. Measured side by side in this run, ours and transformers' interleaved:
 1. decode time per token (median over the steps of a 32-token greedy generation after a 128-token prompt);
 2. 128-token prefill time (median of 3; transformers computes only the last position's logits, as ours);
-3. this machine's memory read bandwidth (best of 5 reads of a 1 GiB buffer, summed as fp32 words: a pure
-   streaming read) and the decode floor: the weight bytes one decode step reads (attention, router, the 8
-   selected experts of every layer, lm_head, one embedding row) over that bandwidth; and, to explain the
-   gap, the rate at which a bf16 matrix-vector product (ours: kernels.cpu; torch's) reads a 1 GiB weight.
+3. this machine's memory read bandwidth: the faster of two reads of 1 GiB (best of 5 each): torch summing
+   fp32 words, and our native bf16 matrix-vector product (kernels.cpu, which prefetches and can beat the
+   plain sum); the decode floor: the weight bytes one decode step reads (attention, router, the 8 selected
+   experts of every layer, lm_head, one embedding row) over that bandwidth; and torch's own bf16
+   matrix-vector rate on the same weight, for comparison.
 Goals (issue 2): decode at least as fast as transformers and within 1.3x of the floor; prefill 1.5x
 faster than transformers.
 """
@@ -99,7 +100,8 @@ def main() -> None:
     for _ in range(ROUNDS):
         mine.append(ours(model))
         other.append(theirs(hf))
-    bandwidth, gemv, torch_gemv = read_bandwidth_gbs(), bf16_gemv_gbs(cpu.bf16_linear), bf16_gemv_gbs(F.linear)
+    summed, gemv, torch_gemv = read_bandwidth_gbs(), bf16_gemv_gbs(cpu.bf16_linear), bf16_gemv_gbs(F.linear)
+    bandwidth = max(summed, gemv)
     step_bytes = decode_bytes(model)
     floor_ms = step_bytes / bandwidth / 1e6
     our_prefill, our_decode = (statistics.median(x) * 1000 for x in zip(*mine))
@@ -108,10 +110,10 @@ def main() -> None:
     print(f"  transformers experts implementation: {hf.config._experts_implementation}, "
           f"attention: {hf.config._attn_implementation}; torch threads: {torch.get_num_threads()}, "
           f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; native bf16 kernels: {cpu.available()}")
-    print(f"  memory read bandwidth (measured): {bandwidth:.1f} GB/s; decode reads {step_bytes / 1e6:.0f} MB "
-          f"of weights per token -> floor {floor_ms:.1f} ms/token")
-    print(f"  bf16 matrix-vector products read a 1 GiB weight at {gemv:.1f} GB/s with the native kernel "
-          f"({gemv / bandwidth:.0%} of the bandwidth; torch's own: {torch_gemv:.1f} GB/s)")
+    print(f"  memory read bandwidth (measured): {bandwidth:.1f} GB/s (1 GiB read by torch's fp32 sum at "
+          f"{summed:.1f} GB/s, by the native bf16 matrix-vector product at {gemv:.1f}, by torch's at "
+          f"{torch_gemv:.1f})")
+    print(f"  decode reads {step_bytes / 1e6:.0f} MB of weights per token -> floor {floor_ms:.1f} ms/token")
     print(f"  decode  ms/token: ours {our_decode:7.1f}  transformers {hf_decode:7.1f}  "
           f"ours/transformers {our_decode / hf_decode:.2f} (goal <= 1.00)  ours/floor {our_decode / floor_ms:.2f} "
           f"(goal <= 1.30)")
