@@ -7,27 +7,15 @@ import pytest
 import nki
 import nki.isa as nisa
 import nki.language as nl
-from interp_helpers import BF16
-
-
-def _load(src, dtype=None):
-    tile = nl.ndarray(src.shape, dtype=dtype or src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=tile, src=src)
-    return tile
-
-
-def _store(tile, dtype=None):
-    out = nl.ndarray(tile.shape, dtype=dtype or tile.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=tile)
-    return out
+from interp_helpers import BF16, load, store
 
 
 @nki.jit
 def binary_kernel(a, b, op, out_dtype):
-    x, y = _load(a), _load(b)
+    x, y = load(a), load(b)
     z = nl.ndarray(a.shape, dtype=out_dtype, buffer=nl.sbuf)
     nisa.tensor_tensor(dst=z, data1=x, data2=y, op=op)
-    return _store(z)
+    return store(z)
 
 
 def test_bf16_output_rounds_once_to_nearest_even():
@@ -84,14 +72,14 @@ def test_tensor_tensor_ops(op, ref, rng):
 
 @nki.jit
 def tensor_scalar_kernel(a, col):
-    x, c = _load(a), _load(col)
+    x, c = load(a), load(col)
     y = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=y, data=x, op0=nl.subtract, operand0=c, reverse0=True, op1=nl.multiply, operand1=2.0)
     z = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=z, data=x, op0=nl.rsqrt, operand0=None)
     w = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.scalar_tensor_tensor(dst=w, data=x, op0=nl.multiply, operand0=c, op1=nl.add, operand1=y)
-    return _store(y), _store(z), _store(w)
+    return store(y), store(z), store(w)
 
 
 def test_tensor_scalar_reverse_broadcast_and_unary(rng):
@@ -106,7 +94,7 @@ def test_tensor_scalar_reverse_broadcast_and_unary(rng):
 
 @nki.jit
 def copy_kernel(a, mask):
-    x, m = _load(a), _load(mask)
+    x, m = load(a), load(mask)
     low = nl.ndarray(a.shape, dtype=nl.bfloat16, buffer=nl.sbuf)
     nisa.tensor_copy(dst=low, src=x)
     picked = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
@@ -114,7 +102,7 @@ def copy_kernel(a, mask):
     nisa.tensor_copy_predicated(dst=picked, src=x, predicate=m)
     inv = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.reciprocal(dst=inv, data=x)
-    return _store(low), _store(picked), _store(inv)
+    return store(low), store(picked), store(inv)
 
 
 def test_copy_predicated_copy_memset_reciprocal(rng):
@@ -130,7 +118,7 @@ def test_copy_predicated_copy_memset_reciprocal(rng):
 def fresh_kernel(shape):
     f = nl.ndarray(shape, dtype=nl.float32, buffer=nl.sbuf)
     i = nl.ndarray(shape, dtype=nl.int32, buffer=nl.sbuf)
-    return _store(f), _store(i)
+    return store(f), store(i)
 
 
 def test_fresh_allocations_are_nan_and_four():
@@ -141,10 +129,10 @@ def test_fresh_allocations_are_nan_and_four():
 
 @nki.jit
 def fp8_kernel(a):
-    x = _load(a)
+    x = load(a)
     y = nl.ndarray(a.shape, dtype=nl.float8_e4m3, buffer=nl.sbuf)
     nisa.tensor_copy(dst=y, src=x)
-    return _store(y)
+    return store(y)
 
 
 def test_fp8_conversion_uses_round_to_nearest_even():
@@ -156,12 +144,12 @@ def test_fp8_conversion_uses_round_to_nearest_even():
 
 @nki.jit
 def int_scalar_kernel(a):
-    x = _load(a)
+    x = load(a)
     masked = nl.ndarray(a.shape, dtype=nl.uint32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=masked, data=x, op0=nl.bitwise_and, operand0=0xFF, op1=nl.left_shift, operand1=4)
     flipped = nl.ndarray(a.shape, dtype=nl.uint32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=flipped, data=x, op0=nl.invert, operand0=None)
-    return _store(masked), _store(flipped)
+    return store(masked), store(flipped)
 
 
 def test_tensor_scalar_bitvec_chain_and_unary_invert():

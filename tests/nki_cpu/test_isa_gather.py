@@ -6,26 +6,15 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
-
-
-def _load(src):
-    tile = nl.ndarray(src.shape, dtype=src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=tile, src=src)
-    return tile
-
-
-def _store(tile):
-    out = nl.ndarray(tile.shape, dtype=tile.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=tile)
-    return out
+from interp_helpers import load, store
 
 
 @nki.jit
 def local_gather_kernel(src, index, width, valid):
-    s, i = _load(src), _load(index)
+    s, i = load(src), load(index)
     out = nl.ndarray((src.shape[0], valid * width), dtype=src.dtype, buffer=nl.sbuf)
     nisa.local_gather(dst=out, src_buffer=s, index=i, num_elem_per_idx=width, num_valid_indices=valid)
-    return _store(out)
+    return store(out)
 
 
 def test_local_gather_matches_per_core_group_semantics(rng):
@@ -41,10 +30,10 @@ def test_local_gather_matches_per_core_group_semantics(rng):
 
 @nki.jit
 def n_gather_kernel(data, indices):
-    d, i = _load(data), _load(indices)
+    d, i = load(data), load(indices)
     out = nl.ndarray(indices.shape, dtype=data.dtype, buffer=nl.sbuf)
     nisa.nc_n_gather(dst=out, data=d, indices=i)
-    return _store(out)
+    return store(out)
 
 
 def test_nc_n_gather_gathers_within_each_partition(rng):
@@ -56,12 +45,12 @@ def test_nc_n_gather_gathers_within_each_partition(rng):
 
 @nki.jit
 def cumulative_kernel(a):
-    x = _load(a)
+    x = load(a)
     running = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar_cumulative(dst=running, src=x, op0=nl.multiply, op1=nl.add, imm0=2.0)
     best = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar_cumulative(dst=best, src=x, op0=nl.add, op1=nl.maximum, imm0=0.0)
-    return _store(running), _store(best)
+    return store(running), store(best)
 
 
 def test_tensor_scalar_cumulative_scans(rng):
@@ -73,11 +62,11 @@ def test_tensor_scalar_cumulative_scans(rng):
 
 @nki.jit
 def exponential_kernel(a, shift):
-    x, m = _load(a), _load(shift)
+    x, m = load(a), load(shift)
     y = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     total = nl.ndarray((a.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.exponential(dst=y, src=x, max_value=m, reduce_res=total, reduce_cmd=nisa.reduce_cmd.reset_reduce)
-    return _store(y), _store(total)
+    return store(y), store(total)
 
 
 def test_trn3_exponential_subtracts_max_and_sums(rng):

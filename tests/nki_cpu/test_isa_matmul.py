@@ -7,13 +7,7 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
-from interp_helpers import BF16
-
-
-def _load(src):
-    tile = nl.ndarray(src.shape, dtype=src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=tile, src=src)
-    return tile
+from interp_helpers import BF16, load
 
 
 def _evict(psum_tile, dtype=nl.float32):
@@ -27,7 +21,7 @@ def _evict(psum_tile, dtype=nl.float32):
 @nki.jit
 def accumulate_kernel(a, b, mode):
     """Three matmuls of the same operands into one PSUM tile, under an accumulate mode."""
-    st, mv = _load(a), _load(b)
+    st, mv = load(a), load(b)
     acc = nl.ndarray((a.shape[1], b.shape[1]), dtype=nl.float32, buffer=nl.psum)
     if mode == "default":
         for _ in range(3):
@@ -82,7 +76,7 @@ def test_matmul_bf16_inputs_accumulate_in_fp32_and_trace_macs(rng):
 
 @nki.jit
 def bf16_psum_kernel(a, b):
-    st, mv = _load(a), _load(b)
+    st, mv = load(a), load(b)
     acc = nl.ndarray((a.shape[1], b.shape[1]), dtype=nl.bfloat16, buffer=nl.psum)
     nisa.nc_matmul(dst=acc, stationary=st, moving=mv)
     nisa.nc_matmul(dst=acc, stationary=st, moving=mv)
@@ -99,7 +93,7 @@ def test_trn3_bf16_psum_rounds_after_each_accumulation(rng):
 
 @nki.jit
 def transpose_kernel(a, path):
-    x = _load(a)
+    x = load(a)
     parts, free = a.shape
     if path == "pe":
         t = nl.ndarray((free, parts), dtype=a.dtype, buffer=nl.psum)
@@ -130,7 +124,7 @@ def test_transposes_are_bit_exact(path, shape, rng):
 def three_d_kernel(a, b):
     st = nl.ndarray((a.shape[0], 2, a.shape[1] // 2), dtype=a.dtype, buffer=nl.sbuf)
     nisa.dma_copy(dst=st, src=a)
-    mv = _load(b)
+    mv = load(b)
     acc = nl.ndarray((a.shape[1], b.shape[1]), dtype=nl.float32, buffer=nl.psum)
     nisa.nc_matmul(dst=acc, stationary=st, moving=mv)
     return _evict(acc)

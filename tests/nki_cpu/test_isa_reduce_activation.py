@@ -7,30 +7,18 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
-from interp_helpers import BF16
-
-
-def _load(src, dtype=None):
-    tile = nl.ndarray(src.shape, dtype=dtype or src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=tile, src=src)
-    return tile
-
-
-def _store(tile):
-    out = nl.ndarray(tile.shape, dtype=tile.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=tile)
-    return out
+from interp_helpers import BF16, load, store
 
 
 @nki.jit
 def reduce_kernel(a, op, axis, negate):
-    x = _load(a)
+    x = load(a)
     kept = [s for i, s in enumerate(a.shape) if i == 0 or i not in axis]
     out = nl.ndarray(tuple(kept) if len(kept) > 1 else (kept[0], 1), dtype=nl.float32, buffer=nl.psum)
     nisa.tensor_reduce(dst=out, op=op, data=x, axis=axis, negate=negate)
     sb = nl.ndarray(out.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_copy(dst=sb, src=out)
-    return _store(sb)
+    return store(sb)
 
 
 @pytest.mark.parametrize("op, ref, axis, negate", [
@@ -46,7 +34,7 @@ def test_tensor_reduce(op, ref, axis, negate, rng):
 
 @nki.jit
 def activation_kernel(a, bias, scale):
-    x, b, s = _load(a), _load(bias), _load(scale)
+    x, b, s = load(a), load(bias), load(scale)
     y = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     total = nl.ndarray((a.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation(dst=y, op=nl.exp, data=x, bias=b, scale=s, reduce_op=nl.add, reduce_res=total,
@@ -59,7 +47,7 @@ def activation_kernel(a, bias, scale):
     sq = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     sum_sq = nl.ndarray((a.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation_reduce(dst=sq, op=nl.square, data=x, reduce_op=nl.add, reduce_res=sum_sq)
-    return _store(y), _store(total), _store(z), _store(again), _store(sum_sq)
+    return store(y), store(total), store(z), store(again), store(sum_sq)
 
 
 def _silu(x):
@@ -88,10 +76,10 @@ def test_activation_scale_bias_reduce_and_accumulators(rng):
 def test_activation_functions(name, ref, rng):
     @nki.jit
     def kernel(a):
-        x = _load(a)
+        x = load(a)
         y = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=y, op=getattr(nl, name), data=x)
-        return _store(y)
+        return store(y)
 
     a = rng.uniform(-4, 4, (16, 64)).astype(np.float32)
     np.testing.assert_allclose(kernel(a), ref(a.astype(np.float64)), rtol=2e-6, atol=2e-6)
@@ -99,7 +87,7 @@ def test_activation_functions(name, ref, rng):
 
 @nki.jit
 def vector_reduce_kernel(a, b, init):
-    x, y, c = _load(a), _load(b), _load(init)
+    x, y, c = load(a), load(b), load(init)
     scaled = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.sbuf)
     row_max = nl.ndarray((a.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar_reduce(dst=scaled, data=x, op0=nl.multiply, operand0=3.0, reduce_op=nl.maximum,
@@ -112,7 +100,7 @@ def vector_reduce_kernel(a, b, init):
     nisa.bn_stats(dst=stats, data=x)
     mv = nl.ndarray((a.shape[0], 2), dtype=nl.float32, buffer=nl.sbuf)
     nisa.bn_aggr(dst=mv, data=stats)
-    return _store(scaled), _store(row_max), _store(scan), _store(column), _store(mv)
+    return store(scaled), store(row_max), store(scan), store(column), store(mv)
 
 
 def test_vector_reductions_scan_and_bn_stats(rng):

@@ -6,20 +6,9 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 import nki_cpu
+from interp_helpers import load, store
 
 FP32_MIN = float(np.finfo(np.float32).min)
-
-
-def _load(src):
-    tile = nl.ndarray(src.shape, dtype=src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=tile, src=src)
-    return tile
-
-
-def _store(tile):
-    out = nl.ndarray(tile.shape, dtype=tile.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=tile)
-    return out
 
 
 @nki.jit
@@ -28,7 +17,7 @@ def iota_kernel():
     nisa.iota(dst=ids, pattern=[[10, 2], [1, 3]], offset=5, channel_multiplier=100)
     as_float = nl.ndarray((4, 6), dtype=nl.float32, buffer=nl.sbuf)
     nisa.iota(dst=as_float, pattern=[[-1, 6]], offset=0, channel_multiplier=1)
-    return _store(ids), _store(as_float)
+    return store(ids), store(as_float)
 
 
 def test_iota_patterns():
@@ -40,14 +29,14 @@ def test_iota_patterns():
 
 @nki.jit
 def causal_mask_kernel(scores, q0, k0):
-    s = _load(scores)
+    s = load(scores)
     masked = nl.ndarray(scores.shape, dtype=nl.float32, buffer=nl.sbuf)
     nisa.affine_select(dst=masked, pattern=[[-1, scores.shape[1]]], offset=q0 - k0, channel_multiplier=1,
                        cmp_op=nl.greater_equal, on_true_tile=s, on_false_value=FP32_MIN)
     diag = nl.ndarray(scores.shape, dtype=nl.float32, buffer=nl.sbuf)
     # 0.2 positional order: (dst, pattern, offset, channel_multiplier, on_true_tile, on_false_value)
     nisa.affine_select(diag, [[-1, scores.shape[1]]], 0, 1, s, 0.0)
-    return _store(masked), _store(diag)
+    return store(masked), store(diag)
 
 
 def test_affine_select_causal_mask_and_default_equal(rng):
@@ -61,7 +50,7 @@ def test_affine_select_causal_mask_and_default_equal(rng):
 
 @nki.jit
 def range_select_kernel(data, low, high):
-    x, lo, hi = _load(data), _load(low), _load(high)
+    x, lo, hi = load(data), load(low), load(high)
     out = nl.ndarray(data.shape, dtype=nl.float32, buffer=nl.sbuf)
     best = nl.ndarray((data.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.range_select(dst=out, on_true_tile=x, comp_op0=nl.greater_equal, comp_op1=nl.less, bound0=lo, bound1=hi,
@@ -72,7 +61,7 @@ def range_select_kernel(data, low, high):
     sel_max = nl.ndarray((data.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.select_reduce(dst=sel, predicate=pred, on_true=x, on_false=-5.0, reduce_res=sel_max,
                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
-    return _store(out), _store(best), _store(sel), _store(sel_max)
+    return store(out), store(best), store(sel), store(sel_max)
 
 
 def test_range_select_and_select_reduce(rng):
@@ -91,7 +80,7 @@ def test_range_select_and_select_reduce(rng):
 
 @nki.jit
 def search_kernel(data, vals):
-    x, v = _load(data), _load(vals)
+    x, v = load(data), load(vals)
     top = nl.ndarray((data.shape[0], 8), dtype=nl.float32, buffer=nl.sbuf)
     nisa.max8(dst=top, src=x)
     where = nl.ndarray((data.shape[0], 8), dtype=nl.uint32, buffer=nl.sbuf)
@@ -99,7 +88,7 @@ def search_kernel(data, vals):
     replaced = nl.ndarray(data.shape, dtype=nl.float32, buffer=nl.sbuf)
     idx = nl.ndarray((data.shape[0], 8), dtype=nl.uint32, buffer=nl.sbuf)
     nisa.nc_match_replace8(dst=replaced, data=x, vals=v, imm=-100.0, dst_idx=idx)
-    return _store(top), _store(where), _store(replaced), _store(idx)
+    return store(top), store(where), store(replaced), store(idx)
 
 
 def test_max8_find_index8_match_replace8():
@@ -119,7 +108,7 @@ def test_max8_find_index8_match_replace8():
 
 @nki.jit
 def shuffle_kernel(src_rows):
-    x = _load(src_rows)
+    x = load(src_rows)
     wide = nl.ndarray((64, src_rows.shape[1]), dtype=src_rows.dtype, buffer=nl.sbuf)
     nisa.memset(dst=wide, value=0.0)
     for group in range(2):
@@ -127,7 +116,7 @@ def shuffle_kernel(src_rows):
     mixed = nl.ndarray((32, src_rows.shape[1]), dtype=src_rows.dtype, buffer=nl.sbuf)
     nisa.memset(dst=mixed, value=-1.0)
     nisa.nc_stream_shuffle(dst=mixed, src=x, shuffle_mask=[3, 2, 1, 0] + [255] * 28)
-    return _store(wide), _store(mixed)
+    return store(wide), store(mixed)
 
 
 def test_stream_shuffle_broadcast_and_mask_255(rng):
