@@ -108,6 +108,18 @@ def check_op(instr: str, site, op, role: str, *, binary: bool = False, unary: bo
     return op
 
 
+REDUCE_UFUNCS = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
+                 "bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor}
+
+
+def reducer(instr: str, site, op, role: str = "op", allowed=tuple(REDUCE_UFUNCS)):
+    """The ALU op of a reduction and its NumPy ufunc; `allowed` narrows the operators an instruction takes."""
+    alu = check_op(instr, site, op, role, binary=True)
+    if alu.name not in allowed:
+        fail(instr, f"{role} must be one of {sorted(allowed)}", f"nl.{alu.name}", site)
+    return alu, REDUCE_UFUNCS[alu.name]
+
+
 def tile(t: NkiTensor) -> np.ndarray:
     """Storage values as [P, F] (HBM: [1, N]); a view when possible, else a copy."""
     view = t.tile_view()
@@ -123,9 +135,8 @@ def tile_f32(t: NkiTensor) -> np.ndarray:
 
 def write(t: NkiTensor, values: np.ndarray) -> None:
     """Round once to t.dtype (RNE, integer saturation) and store through the view."""
-    dtype = t.dtype
-    if values.dtype != dtype.storage or dtype.name == "tfloat32":
-        values = cast(values, dtype)
+    if not _stores_as_is(t.dtype, values.dtype):
+        values = cast(values, t.dtype)
     target = t.tile_view()
     if target is not None and (values.ndim < 2 or values.shape == target.shape):
         target[...] = values
@@ -136,7 +147,7 @@ def write(t: NkiTensor, values: np.ndarray) -> None:
 
 def compute_into(t: NkiTensor, ufunc, a: np.ndarray, b) -> bool:
     """Fast path: an fp32 destination with a [P, F] view receives a ufunc's result directly."""
-    if t.dtype.storage is not _F32 or type(ufunc) is not np.ufunc:
+    if not _stores_as_is(t.dtype, _F32) or type(ufunc) is not np.ufunc:
         return False
     target = t.tile_view()
     if target is None or target.shape != a.shape:
@@ -146,6 +157,11 @@ def compute_into(t: NkiTensor, ufunc, a: np.ndarray, b) -> bool:
 
 
 _F32 = np.dtype(np.float32)
+
+
+def _stores_as_is(dtype, values_dtype: np.dtype) -> bool:
+    """Values of `values_dtype` need no rounding into `dtype` (tfloat32 is stored as float32 yet rounds)."""
+    return values_dtype == dtype.storage and dtype.name != "tfloat32"
 
 
 def bits(t: NkiTensor) -> np.ndarray:
@@ -218,14 +234,14 @@ def accumulate(registers: np.ndarray, lanes: slice, cmd, reduced: np.ndarray, co
     reset / reset_reduce / load_reduce start from `init`; reduce / reset_reduce / load_reduce then
     fold this instruction's per-partition result in with `combine`. Returns the lanes' new values.
     """
-    if cmd in _RESETTING:
+    if cmd in RESETTING:
         registers[lanes] = init
     if cmd in _REDUCING:
         registers[lanes] = combine(registers[lanes], reduced.reshape(-1)).astype(np.float32)
     return registers[lanes].reshape(-1, 1)
 
 
-_RESETTING = frozenset({ReduceCmd.reset, ReduceCmd.reset_reduce, ReduceCmd.load_reduce})
+RESETTING = frozenset({ReduceCmd.reset, ReduceCmd.reset_reduce, ReduceCmd.load_reduce})
 _REDUCING = frozenset({ReduceCmd.reduce, ReduceCmd.reset_reduce, ReduceCmd.load_reduce})
 
 

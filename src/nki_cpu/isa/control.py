@@ -14,7 +14,7 @@ import numpy as np
 
 from ..checks import fail, kernel_site, usage
 from ..context import current
-from ..errors import NkiUnsupportedError, NkiUsageError
+from ..errors import NkiUnsupportedError
 from ..gang import Rendezvous
 from ..tensor import NkiTensor, register_value
 from .common import attrs_of, record, resolve, write
@@ -110,13 +110,11 @@ class _SendRecv(Rendezvous):
         for m in meetings:
             sender = meetings[m.recv_from]
             if sender.send_to != m.index or sender.pipe_id != m.pipe_id:
-                raise NkiUsageError(
-                    f"nisa.sendrecv: instance {m.index} receives from {m.recv_from} (pipe {m.pipe_id}), which sends "
-                    f"to {sender.send_to} (pipe {sender.pipe_id}) (kernel {m.site[0]}:{m.site[1]})")
+                usage("nisa.sendrecv", f"instance {m.index} receives from {m.recv_from} (pipe {m.pipe_id}), which "
+                                       f"sends to {sender.send_to} (pipe {sender.pipe_id})", m.site)
             if sender.src.dtype.name != m.dst.dtype.name or _count(sender.src) != _count(m.dst):
-                raise NkiUsageError(
-                    f"nisa.sendrecv: instance {m.index} receives {sender.src.shape} {sender.src.dtype.name} into "
-                    f"{m.dst.shape} {m.dst.dtype.name}; sizes and dtypes must match (kernel {m.site[0]}:{m.site[1]})")
+                usage("nisa.sendrecv", f"instance {m.index} receives {sender.src.shape} {sender.src.dtype.name} "
+                                       f"into {m.dst.shape} {m.dst.dtype.name}; sizes and dtypes must match", m.site)
         received = [meetings[m.recv_from].src.np().copy() for m in meetings]
         for m, values in zip(meetings, received):
             view = m.dst.np()

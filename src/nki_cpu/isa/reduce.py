@@ -10,25 +10,15 @@ import numpy as np
 
 from ..checks import fail, kernel_site
 from ..context import current
-from .common import (accumulate, attrs_of, bits, check_buffers, check_op, check_same_elements, lanes_of, record,
-                     resolve, scalar_operand, tile_f32, write, write_bits)
+from .common import (RESETTING, accumulate, attrs_of, bits, check_buffers, check_op, check_same_elements,
+                     lanes_of, record, reducer, resolve, scalar_operand, tile_f32, write, write_bits)
 from .enums import reduce_cmd as ReduceCmd
-
-_UFUNCS = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
-           "bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor}
-
-
-def _reducer(instr, site, op, role="op"):
-    alu = check_op(instr, site, op, role, binary=True)
-    if alu.name not in _UFUNCS:
-        fail(instr, f"{role} must be one of {sorted(_UFUNCS)}", f"nl.{alu.name}", site)
-    return alu, _UFUNCS[alu.name]
 
 
 def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
     launch, site = current(), kernel_site()
     dst, data = resolve(dst), resolve(data)
-    alu, ufunc = _reducer("tensor_reduce", site, op)
+    alu, ufunc = reducer("tensor_reduce", site, op)
     check_buffers("tensor_reduce", "vector", site, {"dst": dst, "data": data})
     ndim = len(data.shape)
     axes = sorted({a % ndim for a in ((axis,) if isinstance(axis, (int, np.integer)) else tuple(axis))})
@@ -53,7 +43,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
 def tensor_partition_reduce(dst, op, data, name=None):
     launch, site = current(), kernel_site()
     dst, data = resolve(dst), resolve(data)
-    alu, ufunc = _reducer("tensor_partition_reduce", site, op)
+    alu, ufunc = reducer("tensor_partition_reduce", site, op)
     check_buffers("tensor_partition_reduce", "gpsimd", site, {"dst": dst, "data": data})
     if dst.shape[0] != 1 or dst.elems_per_partition != data.elems_per_partition:
         fail("tensor_partition_reduce", "dst must be one partition with data's free size",
@@ -69,7 +59,7 @@ def tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, revers
     launch, site = current(), kernel_site()
     dst, data, res = resolve(dst), resolve(data), resolve(reduce_res)
     first = check_op("tensor_scalar_reduce", site, op0, "op0", binary=True, unary=True)
-    alu, ufunc = _reducer("tensor_scalar_reduce", site, reduce_op, "reduce_op")
+    alu, ufunc = reducer("tensor_scalar_reduce", site, reduce_op, "reduce_op")
     check_buffers("tensor_scalar_reduce", "vector", site, {"dst": dst, "data": data, "reduce_res": res})
     check_same_elements("tensor_scalar_reduce", site, "dst", dst, {"data": data})
     reads = {"data": data}
@@ -114,7 +104,7 @@ def tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1=None, reduce_cmd=Red
     launch, site = current(), kernel_site()
     dst, src = resolve(dst), resolve(src)
     first = check_op("tensor_scalar_cumulative", site, op0, "op0", binary=True)
-    alu, ufunc = _reducer("tensor_scalar_cumulative", site, op1, "op1")
+    alu, ufunc = reducer("tensor_scalar_cumulative", site, op1, "op1")
     check_buffers("tensor_scalar_cumulative", "vector", site, {"dst": dst, "src": src})
     check_same_elements("tensor_scalar_cumulative", site, "dst", dst, {"src": src})
     if src.dtype.name in ("int32", "uint32") or dst.dtype.name in ("int32", "uint32"):
@@ -124,7 +114,7 @@ def tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1=None, reduce_cmd=Red
     values = first.binary(tile_f32(src), scalar_operand("tensor_scalar_cumulative", site, imm0, src.shape[0], "imm0", reads))
     lanes = lanes_of(src)
     registers = launch.vector_accumulator
-    if int(reduce_cmd) in (1, 3, 4):
+    if reduce_cmd in RESETTING:
         start = alu.reduce_identity if imm1 is None else float(imm1)
         registers[lanes] = start
     seeded = np.concatenate([registers[lanes].reshape(-1, 1), values], axis=1)

@@ -12,8 +12,8 @@ from ..checks import fail, kernel_site, usage
 from ..context import current
 from ..ops import OPS
 from ..tensor import NkiTensor
-from .common import (accumulate, attrs_of, check_buffers, check_op, check_same_elements, lanes_of, record, resolve,
-                     scalar_operand, tile_f32, write)
+from .common import (accumulate, attrs_of, check_buffers, check_op, check_same_elements, lanes_of, record, reducer,
+                     resolve, scalar_operand, tile_f32, write)
 from .enums import reduce_cmd as ReduceCmd
 
 FP32_MIN = float(np.finfo(np.float32).min)
@@ -120,10 +120,7 @@ def select_reduce(dst, predicate, on_true, on_false, reduce_res=None, reduce_cmd
 
 def _reduce_into(launch, instr, site, reduce_op, reduce_cmd, reduce_res, out, lanes_tensor, writes):
     """Fold a per-partition max/min/add of `out` into the VectorE accumulators and read them back."""
-    op = check_op(instr, site, reduce_op, "reduce_op", binary=True)
-    if op.reduce_identity is None:
-        fail(instr, "reduce_op must be a reducible operator (add, maximum, minimum)", f"nl.{op.name}", site)
-    combine = {"add": np.add, "maximum": np.maximum, "minimum": np.minimum, "multiply": np.multiply}[op.name]
+    op, combine = reducer(instr, site, reduce_op, "reduce_op", allowed=("add", "maximum", "minimum", "multiply"))
     registers = accumulate(launch.vector_accumulator, lanes_of(lanes_tensor), reduce_cmd,
                            combine.reduce(out, axis=1), combine, op.reduce_identity)
     if reduce_res is not None:
