@@ -1,7 +1,7 @@
 """Kernel slots: what the model calls for each layer type, resolved once from the config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,11 +19,15 @@ class KernelSlot:
     params: Any
     baseline: Variant
     executor: Executor
+    baseline_params: Any = field(init=False)  # made once: make_params validates through OmegaConf
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "baseline_params", self.baseline.make_params())
 
     def resolve(self, phase: Phase) -> tuple[Variant, Any]:
         if phase in self.variant.phases:
             return self.variant, self.params
-        return self.baseline, self.baseline.make_params()
+        return self.baseline, self.baseline_params
 
     def __call__(self, phase: Phase, *args: Any) -> Any:
         variant, params = self.resolve(phase)

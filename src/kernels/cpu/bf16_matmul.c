@@ -88,12 +88,12 @@ static void dot_four(const float *x, const uint16_t *w, int64_t k, float *y) {
     y[0] = hsum(a0), y[1] = hsum(a1), y[2] = hsum(a2), y[3] = hsum(a3);
 }
 
+void bf16_gemv_multi(const float *x, int64_t x_stride, int64_t k, const uint16_t *const *ws, const int64_t *ns,
+                     int64_t count, float *y, int threads);
+
 void bf16_matmul(const float *x, int64_t m, int64_t k, const uint16_t *w, int64_t n, float *y, int threads) {
     if (m == 1) {
-        int64_t quads = n / 4;
-        #pragma omp parallel for schedule(static) num_threads(threads)
-        for (int64_t q = 0; q < quads; q++) dot_four(x, w + 4 * q * k, k, y + 4 * q);
-        for (int64_t col = 4 * quads; col < n; col++) y[col] = dot_row(x, w + col * k, k);
+        bf16_gemv_multi(x, 0, k, &w, &n, 1, y, threads);
         return;
     }
     #pragma omp parallel for schedule(static) num_threads(threads)

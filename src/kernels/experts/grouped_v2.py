@@ -16,15 +16,12 @@ import torch
 
 from kernels.experts.baseline import experts_reference
 from kernels.experts.nki_tiling import pair_problems, pair_tiling
+from kernels.experts.selective_v1 import ONE_BF16_ULP_OF_MAX  # the same reason, plus the fp32 expert sum's order
 from kernels.nki_support import nki_module
 from kernels.registry import Variant, register
 from kernels.types import ExpertWeights, LayerShapes, Phase
 
 KERNELS = "kernels.experts.grouped_v2_kernel"
-# As selective_v1: only the fp32 accumulation order inside the matmuls (and of the fp32 sum over a token's
-# experts) differs from torch, which can flip a bf16 rounding and move the output by about one bf16 ulp of
-# its largest element (ulp(v) <= 2^-7 |v|).
-ONE_BF16_ULP_OF_MAX = 2.0**-7
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,9 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+from kernels.experts.nki_expert_mlp import load_expert_ids, spans
+
 HALF = 64  # partitions per expert of a pair in the down layout (and columns per expert in a gate/up matmul)
-
-
-def spans(count, per_load):
-    """(first, size) of consecutive loads of at most per_load items covering count items."""
-    out = []
-    for first in range(0, count, per_load):
-        out.append((first, min(per_load, count - first)))
-    return out
 
 
 def down_spans(chunks, per_load, last_chunks):
@@ -280,8 +274,7 @@ def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per
     if shared:  # scaled expert outputs for the core that sums their token
         sent = nl.ndarray((pairs, pmax, 2 * blocks), dtype=x.dtype, buffer=nl.shared_hbm)
 
-    ids = nl.ndarray((1, slots), dtype=index.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=ids, src=index)  # first: every weight load waits for it
+    ids = load_expert_ids(index)  # first: every weight load waits for it
     x_t = nl.ndarray((pmax, tokens, k_tiles), dtype=x.dtype, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t, src=x.ap(pattern=[[k_tiles, pmax], [hidden, tokens], [1, k_tiles]], offset=0))
     scales = nl.ndarray((pmax, slots), dtype=affinities.dtype, buffer=nl.sbuf)
