@@ -57,6 +57,7 @@ class Job:
         )
         self.baseline_kernels = KernelSet.baseline(platform.executor, platform.target)
         self.results: dict[str, object] = {}
+        self.tracers: dict[tuple[str, int], object] = {}  # NKI kernel tracers by (target, LNC), shared by stages
         self.tracking = None  # the MLflow store, set by the runner once the job run is open
         self._model: Qwen3Moe | None = None
 

@@ -52,8 +52,12 @@ def nki_kernels(job: Job) -> list[NkiKernel]:
 
 
 def job_tracer(job: Job, settings: EstimateSettings) -> KernelTracer:
-    """A tracer holding the traces the compile stage recorded, when it ran."""
-    tracer = KernelTracer(settings.target, settings.lnc)
+    """The job's tracer for the settings' target and LNC, made once so that the latency and profile stages
+    share its traces and estimates; it starts with the traces the compile stage recorded, when it ran."""
+    key = (settings.target, settings.lnc)
+    if key in job.tracers:
+        return job.tracers[key]
+    tracer = job.tracers[key] = KernelTracer(settings.target, settings.lnc)
     compiled = job.results.get("compile")
     recorded = compiled.data.get("traces", {}) if compiled else {}
     for kernel in nki_kernels(job):
