@@ -11,6 +11,12 @@ from kernels.registry import LAYERS, Variant, get
 from kernels.types import Phase
 
 
+# How often the model calls each slot: per decoder layer, and once per model call (final norm, vocabulary
+# projection). The compile stage's MAC counts and the time estimate both build on it.
+CALLS_PER_LAYER = {"norm": 2, "attention": 1, "router": 1, "experts": 1}
+CALLS_PER_MODEL = {"norm": 1, "lm_head": 1}
+
+
 @dataclass(frozen=True)
 class KernelSlot:
     """One layer type's selected variant, its params, and the baseline it falls back to outside its phases."""

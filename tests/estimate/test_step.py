@@ -2,13 +2,12 @@
 from the cost model on their traces (traced once per bucket), and decode never beats the weight floor."""
 import pytest
 
-from kernels.slots import KernelSet
+from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSet
 from kernels.types import Phase
 from nki_cpu import cost
 from pipeline.estimate import ModelEstimator
 from pipeline.estimate.step import CALL, CALL_OPS, LAYER, LAYER_OPS
 from pipeline.estimate.tracing import bucket_shapes, trace_variant
-from pipeline.stages.compile import DECODER_SLOTS, MODEL_SLOTS
 from tests.estimate.shapes import BUCKETS, REAL, TINY, settings, shapes
 
 BASELINE = KernelSet.baseline()
@@ -20,8 +19,8 @@ def estimator(kernels=BASELINE, dims=REAL, tp=4, **kw):
 
 
 def test_step_structure_matches_the_compile_stage_slot_counts():
-    assert dict(LAYER_OPS) == DECODER_SLOTS
-    assert set(MODEL_SLOTS.items()) <= set(CALL_OPS)
+    assert dict(LAYER_OPS) == CALLS_PER_LAYER
+    assert set(CALLS_PER_MODEL.items()) <= set(CALL_OPS)
 
 
 @pytest.mark.parametrize("phase, bucket", [(Phase.TOKEN, 128), (Phase.TOKEN, 640), (Phase.CONTEXT, 256)])

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernels.slots import KernelSet
+from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSet
 from kernels.types import LayerShapes, Phase
 from nki_cpu.cost import roofline_op
 from pipeline.estimate.collectives import ring_all_gather_ns, ring_all_reduce_ns
@@ -24,8 +24,8 @@ from pipeline.estimate.ops import TORCH_OPS, tokens
 from pipeline.estimate.settings import EstimateSettings
 
 LAYER, CALL = "layer", "call"  # a part repeats in every decoder layer, or runs once per model call
-LAYER_OPS = (("norm", 2), ("attention", 1), ("router", 1), ("experts", 1))
-CALL_OPS = (("embedding", 1), ("norm", 1), ("lm_head", 1))
+LAYER_OPS = tuple(CALLS_PER_LAYER.items())
+CALL_OPS = (("embedding", 1), *CALLS_PER_MODEL.items())
 ALL_REDUCES_PER_LAYER = 2
 
 

@@ -12,15 +12,11 @@ import torch
 from kernels.examples import example_call
 from kernels.executors import make_executor
 from kernels.macs import baseline_macs
-from kernels.slots import KernelSlot
+from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSlot
 from kernels.types import Phase
 from pipeline.config.validate import ConfigError
 from pipeline.job import Job
 from pipeline.stages.base import StageResult, register_stage
-
-DECODER_SLOTS = {"norm": 2, "attention": 1, "router": 1, "experts": 1}  # per decoder layer
-MODEL_SLOTS = {"norm": 1, "lm_head": 1}  # once per model (final norm, vocabulary projection)
-
 
 class UnsupportedShapes(ConfigError):
     """A selected variant cannot serve the workload; the message lists every reason (checked before any
@@ -104,7 +100,7 @@ def mac_ratio(job: Job, traced: dict[tuple[str, str], dict]) -> tuple[float, dic
     nki = torch_macs = 0
     for phase in Phase:
         for layer, slot in job.kernels.slots.items():
-            count = DECODER_SLOTS.get(layer, 0) * layers + MODEL_SLOTS.get(layer, 0)
+            count = CALLS_PER_LAYER.get(layer, 0) * layers + CALLS_PER_MODEL.get(layer, 0)
             entry = traced.get((layer, phase.value))
             if entry is not None:
                 nki += count * entry["macs"]
