@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, LayerShapes, Phase
+from kernels.attention.baseline import rope_tables
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, LayerShapes, Phase, stored
+
+ROPE_THETA = 1_000_000.0  # Qwen3's rope_theta
 
 
 @dataclass(frozen=True)
@@ -20,10 +23,6 @@ class Call:
     phase: Phase
     args: tuple
     label: str
-
-
-def _stored(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
-    return weight.mT.contiguous().mT if transposed else weight
 
 
 class _Maker:
@@ -36,14 +35,7 @@ class _Maker:
         return values.to(dtype or self.shapes.dtype)
 
     def weight(self, *shape: int, fan_in: int) -> torch.Tensor:
-        return _stored(self.normal(*shape, std=fan_in**-0.5), self.transposed)
-
-
-def _rope(positions: torch.Tensor, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = 1.0 / (1_000_000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    freqs = positions.float().unsqueeze(-1) * inv_freq
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+        return stored(self.normal(*shape, std=fan_in**-0.5), self.transposed)
 
 
 def norm_call(m: _Maker, phase: Phase, tokens: int) -> tuple:
@@ -68,7 +60,7 @@ def attention_call(m: _Maker, phase: Phase, tokens: int, kv_len: int) -> tuple:
         positions = torch.arange(seq).expand(batch, seq)
     else:
         positions = torch.full((batch, 1), kv_len - 1)  # the last position of the KV bucket
-    cos, sin = _rope(positions, s.head_dim, s.dtype)
+    cos, sin = rope_tables(positions, s.head_dim, ROPE_THETA, s.dtype)
     inputs = AttentionInputs(phase, positions, cos, sin, k_cache, v_cache, kv_len if phase is Phase.TOKEN else seq)
     return m.normal(batch, seq, s.hidden), weights, inputs
 

@@ -78,3 +78,8 @@ class LayerShapes:
         if phase is Phase.TOKEN:
             return (self.batch,)
         return tuple(self.batch * s for s in self.context_lengths)
+
+
+def stored(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """`weight` with its last two dims' storage transposed (same logical shape) when asked."""
+    return weight.mT.contiguous().mT if transposed else weight.contiguous()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from kernels.attention.baseline import rope_tables
 from kernels.slots import KernelSet
-from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, Phase
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, Phase, stored
 from model.dims import ModelDims
 from model.parallel import TensorParallel
 from model.weights import iter_layers, load_globals
@@ -44,22 +45,11 @@ class KVCache:
         return self.k[0][0].shape[2]
 
 
-def stored(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """`weight` with its last two dims' storage transposed (same logical shape) when asked."""
-    return weight.mT.contiguous().mT if transposed else weight.contiguous()
-
-
 def _attention_storage(w: AttentionWeights, transposed: bool) -> AttentionWeights:
     return AttentionWeights(*(stored(getattr(w, n), transposed) for n in ("q_proj", "k_proj", "v_proj", "o_proj")),
                             q_norm=w.q_norm, k_norm=w.k_norm, eps=w.eps)
 
 
-def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin [B, S, D] as NxDI's RotaryEmbedding: fp32 frequencies, cast to the model dtype."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    freqs = positions.float().unsqueeze(-1) * inv_freq
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 class Qwen3Moe:
