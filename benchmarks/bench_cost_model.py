@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 import nki_cpu  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from kernels.examples import example_call  # noqa: E402
-from kernels.executors import make_executor  # noqa: E402
+from kernels.executors import interpret, make_executor  # noqa: E402
 from kernels.experts.baseline import experts_reference  # noqa: E402
 from kernels.registry import NoParams, Variant, get  # noqa: E402
 from kernels.slots import KernelSet, KernelSlot  # noqa: E402
@@ -74,8 +74,7 @@ def experts_args(shapes) -> tuple:
 def traced_ns(kernels: KernelSet, layer_name: str, args: tuple, settings: EstimateSettings) -> float:
     """Trace one slot call through the interpreter and estimate every launch it makes."""
     variant, params = kernels.slots[layer_name].resolve(Phase.TOKEN)
-    with nki_cpu.recording() as traces:
-        make_executor("interp", settings.target)(variant, params, args)
+    traces = interpret(variant, params, args, settings.target)[1]
     return sum(cost.estimate(t, settings.target, settings.lnc).time_ns for t in traces)
 
 

@@ -24,9 +24,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 import kernels  # noqa: E402
-import nki_cpu  # noqa: E402
 from kernels.examples import example_call  # noqa: E402
-from kernels.executors import make_executor  # noqa: E402
+from kernels.executors import interpret  # noqa: E402
+from kernels.registry import max_relative_error  # noqa: E402
 from kernels.types import LayerShapes, Phase  # noqa: E402
 from model.dims import ModelDims  # noqa: E402
 from model.parallel import TensorParallel  # noqa: E402
@@ -63,30 +63,13 @@ def _median(fn):
     return statistics.median(times), result
 
 
-def _error(actual, expected) -> float:
-    pairs = zip(actual, expected) if isinstance(actual, tuple) else [(actual, expected)]
-    worst = 0.0
-    for a, e in pairs:
-        if e.is_floating_point():
-            worst = max(worst, float((a.float() - e.float()).abs().max() / e.float().abs().max().clamp_min(1e-30)))
-        else:
-            worst = max(worst, float((a != e).any()))
-    return worst
-
-
 def bench(variant: kernels.Variant, phase: Phase, shapes: LayerShapes, calls: dict) -> str:
     params = variant.make_params()
     key = (variant.layer, phase, variant.transpose_weights, shapes.kv_lengths)
     if key not in calls:  # drawing real-size weights takes seconds: once per layer, phase and layout
         calls[key] = example_call(variant.layer, phase, shapes, seed=0, transposed=variant.transpose_weights)
     call = calls[key]
-    run = make_executor("interp", "trn2")
-
-    def interpreted():
-        with nki_cpu.recording() as traces:
-            return run(variant, params, call.args), traces
-
-    interp_s, (actual, traces) = _median(interpreted)
+    interp_s, (actual, traces) = _median(lambda: interpret(variant, params, call.args, "trn2"))
     torch_s, expected = _median(lambda: variant.reference(*call.args, params=params))
     counts = Counter()
     for trace in traces:
@@ -95,7 +78,7 @@ def bench(variant: kernels.Variant, phase: Phase, shapes: LayerShapes, calls: di
     lines = [
         f"{variant.layer}.{variant.name} ({phase.value}, {call.label})",
         f"  interpreted {interp_s * 1e3:8.1f} ms   torch reference {torch_s * 1e3:7.1f} ms   "
-        f"ratio {interp_s / torch_s:5.1f}x   max error {_error(actual, expected):.2g} of max|ref|",
+        f"ratio {interp_s / torch_s:5.1f}x   max error {max_relative_error(actual, expected):.2g} of max|ref|",
         f"  {sum(len(t) for t in traces)} instructions ({engines}); MACs {sum(t.total_macs for t in traces):,}; "
         f"DMA bytes {sum(t.total_dma_bytes for t in traces):,}",
     ]

@@ -38,6 +38,15 @@ def interp_executor(target: str) -> Executor:
     return run
 
 
+
+def interpret(variant: Variant, params: Any, args: tuple, target: str) -> tuple[Any, list]:
+    """Run `variant` through the interpreter: (its output, the trace of every kernel launch it made)."""
+    import nki_cpu
+
+    with nki_cpu.recording() as traces:
+        output = interp_executor(target)(variant, params, args)
+    return output, list(traces)
+
 EXECUTORS: dict[str, Callable[[str], Executor]] = {"reference": reference_executor, "interp": interp_executor}
 
 

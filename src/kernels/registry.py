@@ -30,6 +30,17 @@ class NoParams:
     """For variants without tunables."""
 
 
+
+def max_relative_error(actual: Any, expected: Any) -> float:
+    """The error `Variant.rtol` bounds: max |actual - expected| / max |expected| (worst over tuple outputs;
+    integer outputs count 1 if any element differs)."""
+    if isinstance(expected, tuple):
+        return max(max_relative_error(a, e) for a, e in zip(actual, expected))
+    if not expected.is_floating_point():
+        return float((actual != expected).any())
+    scale = expected.float().abs().max().clamp_min(1e-30)
+    return float((actual.float() - expected.float()).abs().max() / scale)
+
 @dataclass(frozen=True)
 class Variant:
     """One implementation of one layer type.

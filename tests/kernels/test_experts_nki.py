@@ -15,7 +15,7 @@ import torch
 import kernels
 import nki_cpu
 from nki_cpu import cost
-from kernels.executors import make_executor
+from kernels.executors import interpret
 from kernels.experts.baseline import experts_reference
 from kernels.experts.nki_tiling import equal_chunk, pair_tiling, tiling
 from kernels.macs import baseline_macs
@@ -55,9 +55,7 @@ def distinct_index(shapes: LayerShapes, tokens: int, seed: int = 0) -> torch.Ten
 
 def run(name: str, x, affinities, index, weights, target: str = "trn2", **knobs):
     variant = kernels.get("experts", name)
-    with nki_cpu.recording() as traces:
-        out = make_executor("interp", target)(variant, variant.make_params(knobs), (x, affinities, index, weights))
-    return out, traces
+    return interpret(variant, variant.make_params(knobs), (x, affinities, index, weights), target)
 
 
 def assert_matches_baseline(name: str, out, x, affinities, index, weights) -> None:

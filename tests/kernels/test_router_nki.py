@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import kernels
-import nki_cpu
-from kernels.executors import make_executor
+from kernels.executors import interpret
 from kernels.router.baseline import router_reference
 from tests.kernels.shapes import REAL_TP4, TINY
 
@@ -24,9 +23,7 @@ def make_inputs(shapes, tokens: int, seed: int = 0) -> tuple[torch.Tensor, torch
 
 
 def run(x, weight, top_k: int, target: str = "trn2", **knobs):
-    with nki_cpu.recording() as traces:
-        out = make_executor("interp", target)(VARIANT, VARIANT.make_params(knobs), (x, weight, top_k))
-    return out, traces
+    return interpret(VARIANT, VARIANT.make_params(knobs), (x, weight, top_k), target)
 
 
 def bf16_ulps(actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:

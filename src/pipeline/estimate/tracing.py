@@ -7,9 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import nki_cpu
 from kernels.examples import example_call
-from kernels.executors import make_executor
+from kernels.executors import interpret
 from kernels.registry import Variant
 from kernels.types import LayerShapes, Phase
 from nki_cpu import cost
@@ -41,10 +40,7 @@ def trace_variant(layer: str, variant: Variant, params: Any, phase: Phase, shape
                   target: str) -> list[Trace]:
     """The traces of every kernel launch one call of `variant` makes on example inputs at `shapes`."""
     call = example_call(layer, phase, shapes, transposed=variant.transpose_weights)
-    run = make_executor("interp", target)
-    with nki_cpu.recording() as traces:
-        run(variant, params, call.args)
-    return list(traces)
+    return interpret(variant, params, call.args, target)[1]
 
 
 class KernelTracer:

@@ -4,14 +4,14 @@ a violation fails the stage with the kernel's source line), compare each against
 and count MACs for the NKI MAC ratio the contest score uses."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
-import torch
-
 from kernels.examples import example_call
-from kernels.executors import make_executor
+from kernels.executors import interpret
 from kernels.macs import baseline_macs
+from kernels.registry import max_relative_error
 from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSlot
 from kernels.types import Phase
 from pipeline.config.validate import ConfigError
@@ -62,34 +62,21 @@ def plan(job: Job) -> dict:
     }
 
 
-def _relative_error(actual, expected) -> float:
-    if isinstance(expected, tuple):
-        return max(_relative_error(a, e) for a, e in zip(actual, expected))
-    if expected.dtype in (torch.int64, torch.int32):
-        return float((actual != expected).any())
-    scale = expected.float().abs().max().clamp_min(1e-30)
-    return float((actual.float() - expected.float()).abs().max() / scale)
-
-
 def trace_kernel(job: Job, layer: str, slot: KernelSlot, phase: Phase) -> dict:
     """Run one NKI variant on example inputs through the interpreter; its traces and its error against
     the torch reference on the same inputs."""
-    import nki_cpu
-
-    shapes, variant = job.layer_shapes(), slot.variant
-    call = example_call(layer, phase, shapes, transposed=variant.transpose_weights)
-    run = make_executor("interp", job.conf.platform.target)
-    with nki_cpu.recording() as traces:
-        actual = run(variant, slot.params, call.args)
-    expected = variant.reference(*example_call(layer, phase, shapes, transposed=variant.transpose_weights).args,
-                                 params=slot.params)
+    variant = slot.variant
+    call = example_call(layer, phase, job.layer_shapes(), transposed=variant.transpose_weights)
+    untouched = copy.deepcopy(call.args)  # kernels may write their inputs (the KV cache) in place
+    actual, traces = interpret(variant, slot.params, call.args, job.conf.platform.target)
+    expected = variant.reference(*untouched, params=slot.params)
     return {
         "layer": layer, "variant": variant.name, "phase": phase.value, "shapes": call.label,
         "launches": len(traces),
         "instructions": sum(len(t) for t in traces),
         "macs": sum(t.total_macs for t in traces),
         "dma_bytes": sum(t.total_dma_bytes for t in traces),
-        "max_relative_error_vs_reference": _relative_error(actual, expected),
+        "max_relative_error_vs_reference": max_relative_error(actual, expected),
         "traces": traces,
     }
 
