@@ -31,8 +31,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from kernels import cpu  # noqa: E402
 from kernels.slots import KernelSet  # noqa: E402
+from kernels.types import Phase  # noqa: E402
 from model.generation import generate  # noqa: E402
+from model.parallel import TensorParallel  # noqa: E402
 from model.qwen3_moe import Qwen3Moe  # noqa: E402
+from pipeline.estimate.ops import TORCH_OPS  # noqa: E402
+from pipeline.estimate.step import CALL_OPS, LAYER_OPS  # noqa: E402
 from tests.models import checkpoint, load_transformers  # noqa: E402
 
 PROMPT = list(range(1000, 1128))
@@ -61,14 +65,14 @@ def bf16_gemv_gbs(product, gib: float = 1.0, hidden: int = 2048) -> float:
 
 
 def decode_bytes(model: Qwen3Moe) -> int:
-    """Weight bytes one decode step reads at batch 1."""
-    d = model.dims
-    item = torch.finfo(model.dtype).bits // 8
-    attention = d.hidden_size * d.head_dim * (2 * d.num_attention_heads + 2 * d.num_key_value_heads) * item
-    router = d.num_experts * d.hidden_size * 4  # fp32, as NxDI keeps it
-    experts = d.num_experts_per_tok * 3 * d.hidden_size * d.moe_intermediate_size * item
-    per_layer = attention + router + experts + (2 * d.hidden_size + 2 * d.head_dim) * item
-    return d.num_hidden_layers * per_layer + (d.vocab_size + 1 + 1) * d.hidden_size * item
+    """Weight bytes one decode step reads at batch 1: the time estimate's per-op weight bytes (attention, the
+    fp32 router as NxDI keeps it, the selected experts, norms, lm_head, one embedding row), without the KV cache."""
+    shapes = TensorParallel(model.dims, 1).layer_shapes(1, (128,), (0,), model.dtype)
+
+    def read(ops) -> float:
+        return sum(calls * TORCH_OPS[name](shapes, Phase.TOKEN).weight_bytes for name, calls in ops)
+
+    return int(model.dims.num_hidden_layers * read(LAYER_OPS) + read(CALL_OPS))
 
 
 def ours(model: Qwen3Moe) -> tuple[float, float]:

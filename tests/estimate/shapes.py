@@ -8,10 +8,10 @@ from model.dims import ModelDims
 from model.parallel import TensorParallel
 from pipeline.estimate import EstimateSettings
 from pipeline.estimate.contest import QWEN3_30B_A3B
+from tests.models import model_dims
 
 BUCKETS = (128, 256, 640)  # NxDI's context and KV buckets at seq_len 640 (hardware-and-model.md §8.4)
-TINY = ModelDims(vocab_size=151936, hidden_size=256, num_hidden_layers=4, num_attention_heads=8,
-                 num_key_value_heads=4, head_dim=32, num_experts=32, num_experts_per_tok=8, moe_intermediate_size=128)
+TINY = model_dims("qwen3_moe_tiny")
 REAL = ModelDims(num_hidden_layers=2, **QWEN3_30B_A3B)
 
 

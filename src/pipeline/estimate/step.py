@@ -60,11 +60,6 @@ class StepEstimate:
         return sum(self.count(p) * p.time_ns for p in self.parts)
 
     @property
-    def floor_ns(self) -> float:
-        """Sum of the ops' own floors."""
-        return sum(self.count(p) * p.floor_ns for p in self.parts)
-
-    @property
     def weight_floor_ns(self) -> float:
         """The physical floor: weight (and KV) bytes of the call over the logical core's HBM bandwidth."""
         return sum(self.count(p) * p.weight_bytes for p in self.parts) / self.hbm_bytes_per_ns
