@@ -1,4 +1,7 @@
 """The reimplemented contest gate on synthetic logits, where every outcome is known."""
+import math
+
+import pytest
 import torch
 
 from pipeline.evaluation.logit_validation import CONTEST_TOL_MAP, logit_validation, validate_position
@@ -61,3 +64,52 @@ def test_minus_inf_entries_are_dropped():
     actual = expected.clone()
     expected[5], actual[5] = -float("inf"), 123.0
     assert validate_position(expected, actual, CONTEST_TOL_MAP, 0.001, True, 0).passed
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("where", ["actual", "expected"])
+def test_nan_and_plus_inf_fail_as_in_torch_neuronx(value, where):
+    """torch_neuronx's preprocess_logits drops only -inf entries: one NaN or +inf logit fails the position."""
+    expected = logits(1)[0, 0]
+    actual = expected.clone()
+    (actual if where == "actual" else expected)[5] = value
+    for remove_shift in (True, False):
+        assert not validate_position(expected, actual, CONTEST_TOL_MAP, 0.001, remove_shift, 0).passed
+
+
+def test_one_nan_logit_fails_the_gate_and_shows_in_the_max_errors():
+    expected = logits(3)
+    actual = expected.clone()
+    actual[1, 0, 7] = float("nan")  # one vocabulary entry of one position
+    result = logit_validation(torch.zeros(1, 2, dtype=torch.long), replay(actual, 2, []), expected)
+    assert not result.passed and [p.passed for p in result.positions] == [True, False, True]
+    assert math.isnan(result.max_errors["top_all"])
+
+
+def _one_error(expected: torch.Tensor, error: float) -> torch.Tensor:
+    """`expected` with one low logit moved by `error` x max|expected| (shift removal off: the error is exact)."""
+    actual = expected.clone()
+    low = int(expected.argmin())
+    actual[low] += error * float(expected.abs().max())
+    return actual
+
+
+@pytest.mark.parametrize(
+    "rtol,error,passes",
+    [
+        (0.05, 0.0549, True),  # rounded to 2 places: 0.05
+        (0.05, 0.0551, False),
+        (0.025, 0.0254, True),  # 3 places (0.025); rounding to 2 places (0.03) failed it
+        (0.025, 0.0256, False),
+        (0.15, 0.1540, True),  # 2 places (0.15); rounding to 1 place (0.2) failed it
+        (0.12, 0.1300, False),  # 2 places (0.13); rounding to 1 place (0.1) passed it
+        (1e-05, 0.0000104, True),  # 5 places
+        (1.5e-05, 0.0000154, True),  # 6 places: 0.000015
+        (1.5e-05, 0.0000156, False),
+    ],
+)
+def test_errors_are_rounded_to_the_decimals_torch_neuronx_uses(rtol, error, passes):
+    expected = logits(1, seed=3)[0, 0].double()
+    tol_map = {None: (0.0, rtol)}
+    check = validate_position(expected, _one_error(expected, error), tol_map, 0.001, False, 0)
+    assert check.passed is passes

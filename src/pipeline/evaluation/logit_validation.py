@@ -1,5 +1,5 @@
-"""The contest's accuracy gate: torch_neuronx's `logit_validation`, reimplemented from its documented
-algorithm (greedy, teacher-forced, per-position tolerance map, divergence tolerance, shift removal).
+"""The contest's accuracy gate: torch_neuronx's `logit_validation` (torch_neuronx/testing/validation.py),
+reimplemented (greedy, teacher-forced, per-position tolerance map, divergence tolerance, shift removal).
 
 For every generated position the actual logits are compared with the expected ones. Generation runs until
 the first position whose greedy token differs from the expected one; every position up to and including it
@@ -9,7 +9,7 @@ generation resumes, until all expected positions are validated.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +23,7 @@ CONTEST_DIVERGENCE_TOL = 0.001
 @dataclass
 class PositionResult:
     position: int
-    errors: dict[str, float]  # "top_all" / "top_1000" / ... -> error (after rounding to rtol's decimals)
+    errors: dict[str, float]  # "top_all" / "top_1000" / ... -> error (after rounding to rtol's decimals; NaN if non-finite)
     passed_tolerances: bool
     diverged: bool
     divergence_gap: float | None  # |actual[actual_argmax] - actual[expected_argmax]| when diverged
@@ -43,7 +43,7 @@ class ValidationResult:
     @property
     def max_errors(self) -> dict[str, float]:
         keys = self.positions[0].errors if self.positions else {}
-        return {k: max(p.errors[k] for p in self.positions) for k in keys}
+        return {k: nan_max(p.errors[k] for p in self.positions) for k in keys}
 
     def status(self) -> str:
         failed = [p.position for p in self.positions if not p.passed]
@@ -52,8 +52,18 @@ class ValidationResult:
         return f"failed at position(s) {failed[:10]} of {len(self.positions)}"
 
 
+def nan_max(values: Iterable[float]) -> float:
+    """The largest value, NaN if any is NaN (Python's max() would hide a NaN after the first element)."""
+    return float(torch.tensor(list(values), dtype=torch.float64).max())
+
+
 def _decimals(rtol: float) -> int:
-    return max(0, -math.floor(math.log10(rtol))) if rtol > 0 else 6
+    """The decimal places an error is rounded to before it is compared with `rtol`: the digits after the point
+    of `str(rtol)` plus the negative exponent of its scientific form (0.05 -> 2, 0.025 -> 3, 0.15 -> 2,
+    1e-05 -> 5, 1.5e-05 -> 6). Mirrors torch_neuronx/testing/validation.py `n_digits_past_decimal`, which
+    `custom_allclose` applies to rtol."""
+    mantissa, _, exponent = str(rtol).partition("e")
+    return len(mantissa.partition(".")[2]) + max(0, -int(exponent or 0))
 
 
 def _remove_shift(actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
@@ -68,8 +78,11 @@ def validate_position(
     expected: torch.Tensor, actual: torch.Tensor, tol_map: TolMap, divergence_tol: float, remove_shift: bool, position: int
 ) -> PositionResult:
     """One position's vocabulary logits [V] (float64 arithmetic)."""
-    finite = torch.isfinite(expected) & torch.isfinite(actual)
-    e, a = expected[finite].double(), actual[finite].double()
+    # torch_neuronx/testing/validation.py `preprocess_logits`: only entries that are -inf in either tensor (a
+    # prohibited token) are dropped. A NaN or +inf stays, turns the shift and the errors into NaN or inf, and
+    # fails the position, as there.
+    kept = (expected != -math.inf) & (actual != -math.inf)
+    e, a = expected[kept].double(), actual[kept].double()
     expected_argmax, actual_argmax = int(e.argmax()), int(a.argmax())
     shifted = _remove_shift(a, e) if remove_shift else a
     errors, tolerated = {}, True

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation
+from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation, nan_max
 from pipeline.job import Job, Prompt
 from pipeline.progress import Progress
 from pipeline.stages.base import StageResult, register_stage
@@ -96,7 +96,7 @@ class AccuracyStage:
             log.info("accuracy prompt %d: %s", prompt.index, result.status())
         (out_dir / "report.json").write_text(json.dumps({"reference": settings.reference, "prompts": report}, indent=2))
         passed = sum(r["status"].startswith("passed") for r in report)
-        worst = max((m for k, m in metrics.items() if "max_err_top_all" in k), default=0.0)
+        worst = nan_max(m for k, m in metrics.items() if "max_err_top_all" in k) if report else 0.0
         return StageResult(
             metrics={"passed": float(all_passed), **metrics},
             headline={"passed": float(all_passed), "max_err_top_all": worst},
