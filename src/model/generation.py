@@ -24,10 +24,26 @@ def nxdi_buckets(min_length: int, max_length: int) -> list[int]:
 
 
 def pick_bucket(buckets: Sequence[int], length: int) -> int:
+    """The KV bucket of a token-generation step: the smallest that holds `length` tokens (the new token's
+    position + 1). NxDI picks the smallest bucket strictly larger than the attention mask, which in token
+    generation is one shorter than the sequence (models/model_base.py `_infer_attention_mask`: `position`
+    entries), so the two agree."""
     for bucket in sorted(buckets):
         if bucket >= length:
             return bucket
     raise ValueError(f"length {length} exceeds the largest bucket {max(buckets)}")
+
+
+def context_bucket(buckets: Sequence[int], prompt_length: int) -> int:
+    """The context-encoding bucket: the smallest strictly larger than the prompt, the largest only when the
+    prompt fills it exactly (NxDI models/model_wrapper.py `_get_seq_bucket`, strategy first_fit, on the
+    prompt's attention mask). A 128-token prompt runs in the 256 bucket."""
+    for bucket in sorted(buckets):
+        if prompt_length < bucket:
+            return bucket
+    if prompt_length == max(buckets):
+        return prompt_length
+    raise ValueError(f"prompt length {prompt_length} exceeds the largest bucket {max(buckets)}")
 
 
 @dataclass
@@ -94,7 +110,7 @@ def generate(
     if total > max(buckets):
         raise ValueError(f"prompt ({longest}) + new tokens ({max_new_tokens}) exceed the sequence length {max(buckets)}")
     choose = sampling.make()
-    bucket = pick_bucket(buckets, longest)
+    bucket = context_bucket(buckets, longest)
     ids = torch.zeros(batch, bucket, dtype=torch.long)
     for row, prompt in enumerate(prompts):
         ids[row, : len(prompt)] = torch.tensor(prompt)

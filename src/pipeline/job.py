@@ -12,7 +12,7 @@ import torch
 
 from kernels.slots import KernelSet
 from model.dims import ModelDims
-from model.generation import Generation, generate, nxdi_buckets, pick_bucket
+from model.generation import Generation, context_bucket, generate, nxdi_buckets, pick_bucket
 from model.parallel import ShardingError, TensorParallel
 from model.qwen3_moe import Qwen3Moe
 from model.seeded import ensure_seeded_checkpoint
@@ -105,7 +105,7 @@ class Job:
 
     @property
     def context_buckets(self) -> tuple[int, ...]:
-        return tuple(sorted({pick_bucket(self.buckets, len(p.ids)) for p in self.prompts}))
+        return tuple(sorted({context_bucket(self.buckets, len(p.ids)) for p in self.prompts}))
 
     def layer_shapes(self):
         return self.tp.layer_shapes(self.conf.workload.batch_size, self.context_buckets, self.kv_buckets, self.dtype)

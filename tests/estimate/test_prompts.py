@@ -52,6 +52,11 @@ def test_e2e_is_ttft_plus_each_decode_step_at_its_kv_bucket():
     assert prompt.floor_tpot_ns <= prompt.tpot_ns
 
 
+def test_a_prompt_of_exactly_one_bucket_is_estimated_in_the_next():
+    est = ModelEstimator(shapes(REAL, 4), 4, KernelSet.baseline(), settings())
+    assert estimate_prompt(est, 0, 128, 8, BUCKETS, 640).context_bucket == 256
+
+
 def test_one_new_token_is_only_context_encoding():
     est = ModelEstimator(shapes(REAL, 4), 4, KernelSet.baseline(), settings())
     prompt = estimate_prompt(est, 0, 639, 1, BUCKETS, 640)

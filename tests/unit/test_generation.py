@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kernels.slots import KernelSet
-from model.generation import Sampling, generate, nxdi_buckets, pick_bucket
+from model.generation import Sampling, context_bucket, generate, nxdi_buckets, pick_bucket
 from model.qwen3_moe import Qwen3Moe
 from tests.models import checkpoint, contest_prompt_ids
 
@@ -19,6 +19,20 @@ def test_nxdi_buckets():
     assert pick_bucket([128, 256, 640], 129) == 256
     with pytest.raises(ValueError, match="exceeds the largest bucket"):
         pick_bucket([128], 129)
+
+
+def test_context_bucket_is_strictly_larger_than_the_prompt_as_nxdi():
+    """NxDI model_wrapper._get_seq_bucket (first_fit): a prompt that fills a bucket runs in the next one."""
+    buckets = [128, 256, 640]
+    assert [context_bucket(buckets, n) for n in (1, 127, 128, 255, 256, 257, 639, 640)] == [
+        128, 128, 256, 256, 640, 640, 640, 640]
+    with pytest.raises(ValueError, match="exceeds the largest bucket"):
+        context_bucket(buckets, 641)
+
+
+def test_a_prompt_of_exactly_one_bucket_is_encoded_in_the_next(tiny):
+    assert generate(tiny, [[1] * 64], 1, [64, 128]).context_bucket == 128
+    assert generate(tiny, [[1] * 63], 1, [64, 128]).context_bucket == 64
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny):

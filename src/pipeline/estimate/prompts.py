@@ -1,6 +1,6 @@
 """A prompt's estimated generation as NxDI runs it (model.generation.generate): one context-encoding call
-at the prompt's bucket gives the first token (TTFT), then each further token is one decode step reading the
-smallest KV bucket that holds the sequence so far. Throughput is NxDI `generate_report`'s: sequence length x
+at the prompt's bucket (model.generation.context_bucket) gives the first token (TTFT), then each further
+token is one decode step reading the smallest KV bucket that holds the sequence so far. Throughput is NxDI `generate_report`'s: sequence length x
 batch / end-to-end time (hardware-and-model.md §9.2)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kernels.types import Phase
-from model.generation import pick_bucket
+from model.generation import context_bucket, pick_bucket
 from pipeline.estimate.step import ModelEstimator
 
 
@@ -59,12 +59,12 @@ class PromptEstimate:
 
 def estimate_prompt(estimator: ModelEstimator, index: int, prompt_tokens: int, new_tokens: int,
                     buckets: Sequence[int], sequence_tokens: int) -> PromptEstimate:
-    context_bucket = pick_bucket(buckets, prompt_tokens)
+    bucket = context_bucket(buckets, prompt_tokens)
     steps = decode_buckets(prompt_tokens, new_tokens, buckets)
     decode = [(estimator.step(Phase.TOKEN, kv), n) for kv, n in sorted(steps.items())]
     return PromptEstimate(
-        index, prompt_tokens, new_tokens, context_bucket, dict(sorted(steps.items())),
-        estimator.step(Phase.CONTEXT, context_bucket).total_ns,
+        index, prompt_tokens, new_tokens, bucket, dict(sorted(steps.items())),
+        estimator.step(Phase.CONTEXT, bucket).total_ns,
         sum(step.total_ns * n for step, n in decode), sum(step.weight_floor_ns * n for step, n in decode),
         sequence_tokens,
     )
