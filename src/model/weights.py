@@ -28,14 +28,19 @@ class LayerWeights:
     o_proj: torch.Tensor  # [H, Hq*D]
     q_norm: torch.Tensor  # [D]
     k_norm: torch.Tensor  # [D]
-    router: torch.Tensor  # [E, H], fp32 as NxDI keeps it
+    router: torch.Tensor  # [E, H], fp32 holding model-dtype values (see cast)
     gate_up: torch.Tensor  # [E, H, 2I]
     down: torch.Tensor  # [E, I, H]
 
     def cast(self, dtype: torch.dtype) -> LayerWeights:
-        """Every weight in `dtype`, except the router, which NxDI keeps in fp32."""
+        """Every weight in `dtype`; the router rounded to `dtype` too, then held in fp32.
+
+        NxDI casts every floating checkpoint tensor, the router's included, to the model dtype on load
+        (models/application_base.py `checkpoint_loader_fn._cast_helper`, cast_type "config"); the router's
+        Linear stays fp32 (nki-moe qwen.py sets router_config.dtype = float32, NxD modules/moe/routing.py
+        RouterBase), so an fp32 checkpoint's router computes in fp32 on bf16-rounded values."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return LayerWeights(**{k: v.float() if k == "router" else v.to(dtype) for k, v in values.items()})
+        return LayerWeights(**{k: v.to(dtype).float() if k == "router" else v.to(dtype) for k, v in values.items()})
 
 
 _LAYER_TENSORS = {
