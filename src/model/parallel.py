@@ -4,10 +4,21 @@
   (GQA.REPLICATE_TO_TP_DEGREE); o_proj row-parallel;
 - experts: gate and up each split on the intermediate dim (ExpertFused column-parallel), down row-parallel;
 - lm_head: column-parallel over the vocabulary, gathered by concatenation;
-- norms, router and embedding are replicated and computed once (every rank would compute the same values).
+- norms and router are replicated and computed once (every rank would compute the same values);
+- embedding: NxDI shards it over the hidden dim (nki-moe qwen.py, ParallelEmbedding with
+  shard_across_embedding=True) and all-gathers the rows, a pure copy; here the full table is looked up once,
+  which gives the same values.
 
-All-reduce order (documented, fixed): partial sums are accumulated in fp32 in rank order 0, 1, ..., N-1 and
-rounded once to the model dtype. With one rank it is the identity.
+All-reduce (`all_reduce`): NxD casts each rank's partial to the reduce dtype, all-reduces, and casts back
+(parallel_layers/layers.py RowParallelLinear._rpl_maybe_reduce_output; modules/moe/model.py MoE.forward
+reduces the expert output in its own dtype). NxDI leaves `rpl_reduce_dtype` unset, and NxD then reduces
+o_proj in the layer dtype too: in a bf16 model both all-reduces add in bf16. The order of the additions on the
+device is not public. We take the ring the Neuron runtime documents (neuron-runtime/explore/
+intranode-collective-comm: a reduce-scatter around the ring, then an all-gather that only copies): the
+flattened tensor is split into N contiguous chunks, and chunk c is accumulated from rank c's partial, adding
+ranks c+1, ..., c+N-1 (mod N) one hop at a time, each sum rounded to the reduce dtype. The runtime may pick
+another algorithm (Mesh, KangaRing, RDH) for some message sizes, whose order would differ. With one rank it is
+the identity.
 """
 from __future__ import annotations
 
@@ -28,6 +39,7 @@ class ShardingError(ValueError):
 class TensorParallel:
     dims: ModelDims
     degree: int
+    rpl_reduce_dtype: torch.dtype | None = None  # o_proj's all-reduce dtype; None: the model dtype, as NxDI
 
     def __post_init__(self) -> None:
         d, n = self.dims, self.degree
@@ -114,13 +126,21 @@ class TensorParallel:
         return weight[rank * self.vocab : (rank + 1) * self.vocab].contiguous()
 
     @staticmethod
-    def all_reduce(partials: list[torch.Tensor]) -> torch.Tensor:
-        if len(partials) == 1:
+    def all_reduce(partials: list[torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The ring all-reduce of the module docstring, adding in `dtype` (default: the partials' own), the
+        result in the partials' dtype."""
+        ranks = len(partials)
+        if ranks == 1:
             return partials[0]
-        total = partials[0].float()
-        for partial in partials[1:]:
-            total += partial.float()
-        return total.to(partials[0].dtype)
+        out = partials[0].dtype
+        chunks = [torch.tensor_split(p.reshape(-1).to(dtype or out), ranks) for p in partials]  # [rank][chunk]
+        reduced = []
+        for chunk in range(ranks):
+            total = chunks[chunk][chunk]
+            for hop in range(1, ranks):
+                total = total + chunks[(chunk + hop) % ranks][chunk]
+            reduced.append(total)
+        return torch.cat(reduced).view(partials[0].shape).to(out)
 
     @staticmethod
     def all_gather_vocab(shards: list[torch.Tensor]) -> torch.Tensor:

@@ -69,11 +69,12 @@ class Qwen3Moe:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, kernels: KernelSet, tp_degree: int = 1, dtype: torch.dtype = torch.bfloat16
+        cls, path: str | Path, kernels: KernelSet, tp_degree: int = 1, dtype: torch.dtype = torch.bfloat16,
+        rpl_reduce_dtype: torch.dtype | None = None,
     ) -> Qwen3Moe:
         """Weights sharded per rank and stored as each slot's selected variant prefers."""
         dims = ModelDims.from_checkpoint(path)
-        tp = TensorParallel(dims, tp_degree)
+        tp = TensorParallel(dims, tp_degree, rpl_reduce_dtype)
         ranks = range(tp.degree)
         transposed = {layer: slot.variant.transpose_weights for layer, slot in kernels.slots.items()}
         layers = []
@@ -132,12 +133,12 @@ class Qwen3Moe:
             for rank, weights in enumerate(layer.attention):
                 inputs = AttentionInputs(phase, positions, cos, sin, cache.k[index][rank], cache.v[index][rank], kv_len)
                 partials.append(k.attention(phase, normed, weights, inputs))
-            attention_out = self.tp.all_reduce(partials)
+            attention_out = self.tp.all_reduce(partials, self.tp.rpl_reduce_dtype)  # o_proj: RowParallelLinear
             normed, hidden = k.norm(phase, attention_out, layer.post_attention_norm, eps, hidden)
             tokens = normed.reshape(batch * seq, -1)
             affinities, experts = k.router(phase, tokens, layer.router, self.dims.num_experts_per_tok)
             partials = [k.experts(phase, tokens, affinities, experts, w) for w in layer.experts]
-            pending = self.tp.all_reduce(partials).view(batch, seq, -1)
+            pending = self.tp.all_reduce(partials).view(batch, seq, -1)  # MoE output: in its own dtype
         normed, _ = k.norm(phase, pending, self.final_norm, eps, hidden)
         rows = torch.arange(batch)
         last = torch.full((batch,), seq - 1) if last_index is None else last_index

@@ -48,7 +48,8 @@ class Job:
         self.sampling = workload.sampling
         self.prompts = [self._prompt(i, text) for i, text in enumerate(workload.prompts)]
         try:
-            self.tp = TensorParallel(self.dims, conf.parallel.tp_degree)
+            reduce_dtype = conf.parallel.rpl_reduce_dtype
+            self.tp = TensorParallel(self.dims, conf.parallel.tp_degree, reduce_dtype and getattr(torch, reduce_dtype))
         except ShardingError as error:
             raise ConfigError(f"parallel.tp_degree={conf.parallel.tp_degree}: {error}") from None
         platform = conf.platform
@@ -123,7 +124,9 @@ class Job:
         """The model behind `kernels` (default: the job's selection); weights load once."""
         if self._model is None:
             self.check_memory()
-            self._model = Qwen3Moe.from_checkpoint(self.checkpoint, self.kernels, self.tp.degree, self.dtype)
+            self._model = Qwen3Moe.from_checkpoint(
+                self.checkpoint, self.kernels, self.tp.degree, self.dtype, self.tp.rpl_reduce_dtype
+            )
         return self._model.with_kernels(kernels or self.kernels)
 
     def generate(

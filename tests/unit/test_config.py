@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.config import CONF_DIR
 from pipeline.config.validate import ConfigError, to_pipeline_conf, validate
@@ -62,6 +63,15 @@ def test_unknown_knob_and_stage_and_types_fail(tmp_path):
         conf(["kernel_params.lm_head.relative_nois=0.1"], tmp_path)
     with pytest.raises(ConfigError, match="could not be converted"):
         validate(conf(["kernel.lm_head=perturbed", "kernel_params.lm_head.seed=abc"], tmp_path))
+
+
+def test_rpl_reduce_dtype_defaults_to_the_model_dtype_as_nxdi(tmp_path):
+    from pipeline.job import Job
+
+    assert conf([], tmp_path).parallel.rpl_reduce_dtype is None
+    assert Job(conf(["parallel.rpl_reduce_dtype=float32"], tmp_path), tmp_path).tp.rpl_reduce_dtype is torch.float32
+    with pytest.raises(ConfigError, match="parallel.rpl_reduce_dtype=float16: choose null"):
+        validate(conf(["parallel.rpl_reduce_dtype=float16"], tmp_path))
 
 
 def test_contest_workload(tmp_path):

@@ -39,6 +39,10 @@ def validate(conf: PipelineConf) -> None:
         )
     if conf.model.dtype not in ("bfloat16", "float32"):
         raise ConfigError(f"model.dtype={conf.model.dtype}: choose bfloat16 or float32")
+    if conf.parallel.rpl_reduce_dtype not in (None, "bfloat16", "float32"):
+        raise ConfigError(
+            f"parallel.rpl_reduce_dtype={conf.parallel.rpl_reduce_dtype}: choose null (the model dtype), bfloat16 or float32"
+        )
     if conf.accuracy.reference not in ("baseline", "transformers"):
         raise ConfigError(f"accuracy.reference={conf.accuracy.reference}: choose baseline or transformers")
     if conf.parallel.ep_degree != 1:
