@@ -1,5 +1,7 @@
 """The contest score per prompt against a baseline: accuracy x (base latency / latency) x (throughput /
 base throughput) x (1 + NKI MAC ratio), with latency = end-to-end p99 and throughput as NxDI reports it.
+`score.contest` is the contest's figure, the sum over prompts (nki-moe main.py `evaluate_all`: total_score);
+`score.contest_mean` the mean per prompt (1.0 = the baseline).
 
 The baseline is the same workload with every kernel `baseline`: this job's own latency if it is the
 baseline, else the newest FINISHED baseline run in MLflow with the same workload key, else measured here.
@@ -71,16 +73,18 @@ class ScoreStage:
                 float(per_prompt_accuracy.get(prompt.index, True)), theirs["e2e_p99_ms"], ours["e2e_p99_ms"],
                 ours["throughput_tok_s"], theirs["throughput_tok_s"], ratio,
             )
-        mean = statistics.fmean(scores.values())
+        total, mean = sum(scores.values()), statistics.fmean(scores.values())
         (job.stage_dir(self.name) / "score.json").write_text(
             json.dumps({"baseline": source, "baseline_latency": base, "nki_mac_ratio": ratio, "scores": scores,
                         "accuracy_checked": accuracy is not None}, indent=2)
         )
         checked = "" if accuracy else " (accuracy not checked: assumed passing)"
+        summary = {"contest": total, "contest_mean": mean, "nki_mac_ratio": ratio}
         return StageResult(
-            metrics={**{f"p{i}": s for i, s in scores.items()}, "contest": mean, "nki_mac_ratio": ratio},
-            headline={"contest": mean, "contest_total": sum(scores.values()), "nki_mac_ratio": ratio},
+            metrics={**{f"p{i}": s for i, s in scores.items()}, **summary},
+            headline=summary,
             tags={"score.baseline": source},
-            summary=f"CPU score {mean:.3f} per prompt (1.0 = baseline; baseline from {source}){checked}",
+            summary=(f"CPU score {total:.3f} over {len(scores)} prompts, {mean:.3f} per prompt (1.0 = baseline; "
+                     f"baseline from {source}){checked}"),
             data=scores,
         )
