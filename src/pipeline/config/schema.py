@@ -43,7 +43,7 @@ KernelParamsConf = make_dataclass(
 class ParallelConf:
     tp_degree: int = 1
     ep_degree: int = 1
-    rpl_reduce_dtype: Optional[str] = None  # o_proj all-reduce dtype (float32 | bfloat16); None: the model's, as NxDI
+    rpl_reduce_dtype: Optional[str] = None  # o_proj all-reduce: float32 | bfloat16; None: model dtype, as NxDI
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A prompt's estimated generation as NxDI runs it (model.generation.generate): one context-encoding call
 at the prompt's bucket (model.generation.context_bucket) gives the first token (TTFT), then each further
-token is one decode step reading the smallest KV bucket that holds the sequence so far. Throughput is NxDI `generate_report`'s: sequence length x
-batch / end-to-end time (hardware-and-model.md §9.2)."""
+token is one decode step reading the smallest KV bucket that holds the sequence so far. Throughput is NxDI
+`generate_report`'s: sequence length x batch / end-to-end time (hardware-and-model.md §9.2)."""
 from __future__ import annotations
 
 from collections import Counter

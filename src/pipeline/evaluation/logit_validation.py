@@ -23,7 +23,7 @@ CONTEST_DIVERGENCE_TOL = 0.001
 @dataclass
 class PositionResult:
     position: int
-    errors: dict[str, float]  # "top_all" / "top_1000" / ... -> error (after rounding to rtol's decimals; NaN if non-finite)
+    errors: dict[str, float]  # "top_all" / "top_1000" / ... -> error, rounded to rtol's decimals (NaN: a NaN logit)
     passed_tolerances: bool
     diverged: bool
     divergence_gap: float | None  # |actual[actual_argmax] - actual[expected_argmax]| when diverged

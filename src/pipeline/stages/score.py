@@ -79,10 +79,10 @@ class ScoreStage:
                         "accuracy_checked": accuracy is not None}, indent=2)
         )
         checked = "" if accuracy else " (accuracy not checked: assumed passing)"
-        summary = {"contest": total, "contest_mean": mean, "nki_mac_ratio": ratio}
+        figures = {"contest": total, "contest_mean": mean, "nki_mac_ratio": ratio}
         return StageResult(
-            metrics={**{f"p{i}": s for i, s in scores.items()}, **summary},
-            headline=summary,
+            metrics={**{f"p{i}": s for i, s in scores.items()}, **figures},
+            headline=figures,
             tags={"score.baseline": source},
             summary=(f"CPU score {total:.3f} over {len(scores)} prompts, {mean:.3f} per prompt (1.0 = baseline; "
                      f"baseline from {source}){checked}"),
