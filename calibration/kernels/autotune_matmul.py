@@ -6,17 +6,18 @@ kernels below are our own code, not copies: each issues the same instruction str
 kernel named in its docstring (the same nisa calls with the same operand shapes, dtypes, buffers and
 views, in the same program order, touching the same buffers), so the interpreter's trace and the cost
 model's estimate of ours equal those of the original. Buffer identity is what the cost model sees
-(dependencies are per allocation), so where an original rotates over more multi-buffer slots than it
-has iterations (every iteration gets its own slot) we allocate a fresh buffer per iteration, and slots
-an original allocates but never touches are not allocated: same stream, less SBUF.
+(dependencies are per allocation), so where an original rotates over at least as many multi-buffer
+slots as it has iterations (every iteration gets its own slot) we allocate a fresh buffer per
+iteration, and slots an original allocates but never touches are not allocated: same stream, less
+SBUF (the two best originals exceed the interpreter's SBUF capacity as written).
 
 Two families, built from the helpers below:
 - *blocked* (90.92, 89.26, 80.45, 79.05): K in 1024-deep blocks; each block's partial product leaves
   PSUM through an SBUF scratch (`tensor_copy`) and is added into an SBUF accumulator (`tensor_tensor`).
 - *resident* (61.73, 60.57, 60.21, 58.60, and the double matmul): whole operands loaded into SBUF up
   front, one PSUM tile reused for every output tile with all of K accumulated in it, outputs stored
-  at the end. Loads and compute do not overlap, and every output tile waits for the previous one's
-  PSUM drain: hence about 60% MFU.
+  at the end. The first matmuls wait behind most of the loads (issued before them), and every output
+  tile waits for the previous one's PSUM drain: the likely reasons for their ~60% MFU.
 
 Shapes: block sizes are fixed as in the originals; sizes are read from the inputs (the published
 points are all 2048), which lets tests run the same instruction patterns at smaller sizes.
