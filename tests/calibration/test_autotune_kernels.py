@@ -108,15 +108,14 @@ def test_dma_overview_example1_is_one_32kib_load_then_exp_then_store(rng):
 def test_hand_9092_differs_from_manual_ir_8045_only_in_psum_tiles_per_block(rng):
     """The 90.92 and 80.45 kernels issue the same ops on the same shapes; 90.92 takes a fresh PSUM
     tile per 128x512 output tile, 80.45 one per four (per lhsT block)."""
-    traces = {name: _run(name, 512, 1024, 512, rng).trace for name in ("lhsT_rhs_hand_9092", "lhsT_rhs_manual_ir_8045")}
+    hand, manual = (_run(name, 512, 1024, 512, rng).trace for name in ("lhsT_rhs_hand_9092", "lhsT_rhs_manual_ir_8045"))
 
     def stream(trace):
-        return [(ins.op, ins.engine, [(o.shape, o.dtype, o.buffer) for o in ins.operands]) for ins in trace.instructions]
+        return [(i.op, i.engine, [(o.shape, o.dtype, o.buffer) for o in i.operands]) for i in trace.instructions]
 
     def psum_allocations(trace):
         return len({r.alloc for ins in trace.instructions for r in ins.writes if r.buffer == "psum"})
 
-    hand, manual = traces["lhsT_rhs_hand_9092"], traces["lhsT_rhs_manual_ir_8045"]
     assert stream(hand) == stream(manual)
     drains = hand.count_by_op()["tensor_tensor"]
     assert (psum_allocations(hand), psum_allocations(manual)) == (drains, drains // 4)
