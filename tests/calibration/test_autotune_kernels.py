@@ -30,7 +30,8 @@ PUBLISHED = {
     "lhsT_rhsT_gen_6057": ("lhsT_rhsT", {**_RESIDENT, "dma_transpose": 64, "dma_copy": 320}),
     "lhs_rhs_gen_6021": ("lhs_rhs", {**_RESIDENT, "dma_transpose": 256, "dma_copy": 128}),
     "lhsT_rhs_gen_5860": ("lhsT_rhs", {**_RESIDENT, "dma_copy": 384}),
-    "double_matmul_gen_5473": ("double", {}),
+    "double_matmul_gen_5473": ("double", {"dma_transpose": 1088, "memset": 128, "nc_matmul": 2048, "tensor_copy": 384,
+                                          "nc_transpose": 256, "dma_copy": 128}),
 }
 
 # Small sizes (M, K, N) each kernel's fixed blocks allow, with more than one block where it matters.
