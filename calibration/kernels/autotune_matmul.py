@@ -84,6 +84,10 @@ def psum_to_tile(out_tile, psum, stationary: list, moving: list) -> None:
     nisa.tensor_copy(out_tile, psum)
 
 
+def _psum_and_scratch(width: int, dtype) -> tuple:
+    return psum_tile((P, width)), nl.ndarray((P, width), dtype=dtype, buffer=nl.sbuf)
+
+
 def sbuf_accumulate(acc: list, lhsT: list, rhs: list, psum_per_tile: bool) -> None:
     """Blocked family: for each output tile acc[m][0] (P, n), the K block's product of the column
     grids lhsT[k][0] (P, len(acc)*P, output rows packed along the free axis) and rhs[k][0] (P, n)
@@ -92,13 +96,9 @@ def sbuf_accumulate(acc: list, lhsT: list, rhs: list, psum_per_tile: bool) -> No
     matmuls need not wait for this tile's drain; otherwise one pair serves the whole call and every
     tile waits (write-after-read) for the previous tile's copy."""
     width, dtype = acc[0][0].shape[1], acc[0][0].dtype
-
-    def psum_and_scratch():
-        return psum_tile((P, width)), nl.ndarray((P, width), dtype=dtype, buffer=nl.sbuf)
-
-    shared = None if psum_per_tile else psum_and_scratch()
+    shared = None if psum_per_tile else _psum_and_scratch(width, dtype)
     for m, (acc_tile,) in enumerate(acc):
-        psum, scratch = shared or psum_and_scratch()
+        psum, scratch = shared or _psum_and_scratch(width, dtype)
         nisa.memset(psum, 0.0)
         k_chain(psum, [t[0:P, m * P:(m + 1) * P] for (t,) in lhsT], [t for (t,) in rhs])
         nisa.tensor_copy(scratch, psum)
@@ -136,7 +136,7 @@ def _resident(lhs_src, rhs_src, lhs_transposed: bool, rhs_transposed: bool, rhs_
     lhsT is held `m_block` output rows at a time in one buffer reloaded per block (default: all of M).
     Then output tiles m-major, n-minor, each the full K chain in one reused PSUM tile, and the
     whole output is stored at the end."""
-    M, K = lhs_src.shape if lhs_transposed else lhs_src.shape[::-1]
+    M, K = lhs_src.shape if lhs_transposed else (lhs_src.shape[1], lhs_src.shape[0])
     N = rhs_src.shape[0] if rhs_transposed else rhs_src.shape[1]
     m_block = m_block or M
     out = nl.ndarray((M, N), dtype=nl.bfloat16, buffer=nl.shared_hbm)
