@@ -192,6 +192,12 @@ def _range(start, stop, step) -> range:
     return range(int(start), int(stop), int(step))
 
 
+def par_dim(size):
+    """Beta 1 partition-dim marker: the size itself (the NKI front end, KLR, defines it as identity).
+    Only a leading partition dim is interpreted; block dims before it are not."""
+    return size
+
+
 def ds(start, size) -> slice:
     """nl.ds(start, size) is start:start+size."""
     return slice(int(start), int(start) + int(size))
