@@ -87,10 +87,11 @@ def new_storage(dtype: NkiDtype, count: int) -> np.ndarray:
 class _LiveRange:
     """What the capacity check keeps of one on-chip allocation: its size and where its live range lies."""
 
-    __slots__ = ("kind", "size", "partitions", "placed", "label", "site", "first", "last", "first_site")
+    __slots__ = ("owner", "kind", "size", "partitions", "placed", "label", "site", "first", "last", "first_site")
 
-    def __init__(self, kind: str, size: int, partitions: int, placed: tuple[int, int] | None, label: str,
-                 site: tuple[str, int]):
+    def __init__(self, owner: "MemoryTracker", kind: str, size: int, partitions: int,
+                 placed: tuple[int, int] | None, label: str, site: tuple[str, int]):
+        self.owner = owner                  # the tracker (program instance) whose SBUF/PSUM holds it
         self.kind = kind
         self.size = size                    # bytes per partition (PSUM: whole banks)
         self.partitions = partitions
@@ -100,6 +101,17 @@ class _LiveRange:
         self.first = 0                      # instruction clock of the first / last access (0: never)
         self.last = 0
         self.first_site: tuple[str, int] | None = None
+
+
+class _Ledger:
+    """Live ranges of every instance of a launch, on one instruction clock (program order of the trace),
+    so an instruction that touches another instance's tile (nisa.sendrecv) extends that tile's range."""
+
+    __slots__ = ("ranges", "clock")
+
+    def __init__(self):
+        self.ranges: dict[int, _LiveRange] = {}
+        self.clock = 0
 
 
 class MemoryTracker:
@@ -128,18 +140,19 @@ class MemoryTracker:
     PSUM tensors take whole banks across all partitions (accumulation groups are per bank).
     """
 
-    def __init__(self, target: Target, ids: Iterator[int] | None = None, track: bool = True):
+    def __init__(self, target: Target, ids: Iterator[int] | None = None, track: bool = True,
+                 ledger: _Ledger | None = None):
         self.target = target
         self.capacity = {"sbuf": target.sbuf_bytes_per_partition, "psum": target.psum_bytes_per_partition}
         self.peak = {"sbuf": 0, "psum": 0}
         self.track = track
         self._ids = ids if ids is not None else itertools.count(1)
-        self._ranges: dict[int, _LiveRange] = {}
-        self._clock = 0
+        self._ledger = ledger if ledger is not None else _Ledger()
 
     def sibling(self) -> "MemoryTracker":
-        """A tracker for another program instance (its own SBUF/PSUM) drawing from the same allocation ids."""
-        return MemoryTracker(self.target, self._ids)
+        """A tracker for another program instance (its own SBUF/PSUM) drawing from the same allocation ids
+        and recording on the same clock."""
+        return MemoryTracker(self.target, self._ids, self.track, self._ledger)
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -174,14 +187,16 @@ class MemoryTracker:
         elif size > self.capacity[kind]:
             fail("nl.ndarray", self._unit(kind), f"{size} bytes for {label} alone")
         if self.track:
-            self._ranges[alloc.id] = _LiveRange(kind, size, alloc.partitions, placed, label, kernel_site())
+            self._ledger.ranges[alloc.id] = _LiveRange(self, kind, size, alloc.partitions, placed, label,
+                                                       kernel_site())
 
     def access(self, site: tuple[str, int], reads: tuple, writes: tuple) -> None:
         """One instruction touched these regions (trace Regions): extend their tensors' live ranges."""
         if not self.track:
             return
-        self._clock += 1
-        clock, ranges = self._clock, self._ranges
+        ledger = self._ledger
+        ledger.clock += 1
+        clock, ranges = ledger.clock, ledger.ranges
         for regions in (reads, writes):
             for region in regions:
                 live = ranges.get(region.alloc)
@@ -193,7 +208,7 @@ class MemoryTracker:
     def check(self) -> None:
         """Allocate every live range by linear scan in program order; fail where a tensor does not fit."""
         for kind in ("sbuf", "psum"):
-            ranges = [r for r in self._ranges.values() if r.first and r.kind == kind]
+            ranges = [r for r in self._ledger.ranges.values() if r.owner is self and r.first and r.kind == kind]
             self.peak[kind] = max(self.peak[kind], _LinearScan(self, kind).run(ranges))
 
     def _overflow(self, kind: str, live: _LiveRange, load: int, others: list[_LiveRange]) -> None:
