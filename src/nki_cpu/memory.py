@@ -164,7 +164,7 @@ class MemoryTracker:
             return -(-nbytes // bank) * bank
         return nbytes
 
-    def _unit(self, kind: str) -> str:
+    def limit(self, kind: str) -> str:
         limit = "PSUM (8 banks x 2 KiB)" if kind == "psum" else "SBUF"
         return f"{limit} capacity {self.capacity[kind]} bytes per partition on {self.target.name}"
 
@@ -182,10 +182,10 @@ class MemoryTracker:
                 fail("nl.ndarray", "PSUM tensors start at a 2 KiB bank boundary",
                      f"address byte offset {start} for {alloc.name or 'tensor'} {alloc.shape}")
             if start + size > self.capacity[kind]:
-                fail("nl.ndarray", self._unit(kind), f"address {start} + {size} bytes for {label}")
+                fail("nl.ndarray", self.limit(kind), f"address {start} + {size} bytes for {label}")
             placed = (first_partition, start + size)
         elif size > self.capacity[kind]:
-            fail("nl.ndarray", self._unit(kind), f"{size} bytes for {label} alone")
+            fail("nl.ndarray", self.limit(kind), f"{size} bytes for {label} alone")
         if self.track:
             self._ledger.ranges[alloc.id] = _LiveRange(self, kind, size, alloc.partitions, placed, label,
                                                        kernel_site())
@@ -211,12 +211,6 @@ class MemoryTracker:
             ranges = [r for r in self._ledger.ranges.values() if r.owner is self and r.first and r.kind == kind]
             self.peak[kind] = max(self.peak[kind], _LinearScan(self, kind).run(ranges))
 
-    def _overflow(self, kind: str, live: _LiveRange, load: int, others: list[_LiveRange]) -> None:
-        largest = sorted(others, key=lambda r: -r.size)[:3]
-        listed = "; ".join(f"{r.label} from {_where(r.site)}" for r in largest)
-        fail("nl.ndarray", f"{self._unit(kind)} (live ranges in program order)",
-             f"{load} bytes live when {live.label} is first used at {_where(live.first_site)}; "
-             f"largest live: {listed}", live.site)
 
 
 class _LinearScan:
@@ -236,8 +230,8 @@ class _LinearScan:
             return [range(1)]
         count = -(-live.partitions // 32)
         if live.placed is not None:
-            first = live.placed[0] // 32
-            return [range(first, min(first + count, 4))]
+            first = live.placed[0]
+            return [range(first // 32, min((first + live.partitions - 1) // 32 + 1, 4))]
         if count > 2:
             return [range(4)]
         step = 2 if count == 2 else 1
@@ -257,10 +251,17 @@ class _LinearScan:
             self._take(live, span)
             load = max(self._load(q) for q in span)
             if load > self.capacity:
-                self.tracker._overflow(self.kind, live, load, [a[2] for a in active])
+                self._overflow(live, load, [a[2] for a in active])
             peak = max(peak, load)
             heapq.heappush(active, (live.last, order, live, span))
         return peak
+
+    def _overflow(self, live: _LiveRange, load: int, others: list[_LiveRange]) -> None:
+        largest = sorted(others, key=lambda r: -r.size)[:3]
+        listed = "; ".join(f"{r.label} from {_where(r.site)}" for r in largest)
+        fail("nl.ndarray", f"{self.tracker.limit(self.kind)} (live ranges in program order)",
+             f"{load} bytes live when {live.label} is first used at {_where(live.first_site)}; "
+             f"largest live: {listed}", live.site)
 
     def _take(self, live: _LiveRange, span: range) -> None:
         for q in span:
