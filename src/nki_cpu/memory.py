@@ -124,7 +124,9 @@ class MemoryTracker:
     that stream (aws-neuron-sdk nki/deep-dives/nki-compile-config.rst: with NKI allocation "the
     lifetime of each tensor then follows from the kernel source", allocated by linear scan over
     live ranges; nkigym's kernel_library README credits "tight per-iteration PSUM live ranges"
-    for buffers declared inside a loop). Python object lifetime plays no part, so a buffer
+    for buffers declared inside a loop; nki-library's RoPE declares its four products before
+    computing any, and its test filter says B * heads * S = 65536 fits, which holds only if a range
+    starts at first use rather than at `nl.ndarray`). Python object lifetime plays no part, so a buffer
     re-allocated in each loop iteration is not held twice and an unused multi-buffer slot holds
     nothing. Because the interpreter runs eagerly, the last use of a tensor is known only once the
     kernel has run: accesses are recorded as they happen (`access`) and `check()` replays the
