@@ -227,11 +227,11 @@ def model_level_report(path: Path = POINTS_FILE) -> list[dict]:
 def main() -> None:
     points = load_points()
     theta, records = report(points, [linear_row(p) for p in points])
-    print(f"{'point':34} {'target':6} {'measured ms':>12} {'est. ms':>10} {'err':>7} {'LOO est.':>10} {'LOO err':>8}")
+    print(f"{'point':32} {'target':6} {'measured ms':>11} {'est. ms':>10} {'err':>7} {'LOO est.':>10} {'LOO err':>8}")
     for r in records:
-        flag = "" if r["fit"] else "  (check)"
-        print(f"{r['name']:34} {r['target']:6} {r['measured_ns'] / 1e6:12.3f} {r['estimated_ns'] / 1e6:10.3f} "
-              f"{r['error']:+7.1%} {r['loo_estimated_ns'] / 1e6:10.3f} {r['loo_error']:+8.1%}{flag}")
+        notes = ([f"vs p99 {r['p99_error']:+.1%}"] if "p99_error" in r else []) + ([] if r["fit"] else ["check"])
+        print(f"{r['name']:32} {r['target']:6} {r['measured_ns'] / 1e6:11.3f} {r['estimated_ns'] / 1e6:10.3f} "
+              f"{r['error']:+7.1%} {r['loo_estimated_ns'] / 1e6:10.3f} {r['loo_error']:+8.1%}  {', '.join(notes)}")
     fitted = [r for r in records if r["fit"]]
     print(f"median |LOO log error| {statistics.median(abs(math.log1p(r['loo_error'])) for r in fitted):.3f} "
           f"over {len(fitted)} fitted points")
