@@ -82,7 +82,8 @@ class Point:
 
 def load_points(path: Path = POINTS_FILE) -> list[Point]:
     fields = {f.name for f in dataclasses.fields(Point)}
-    return [Point(**{k: v for k, v in raw.items() if k in fields}) for raw in yaml.safe_load(path.read_text())["points"]]
+    raws = yaml.safe_load(path.read_text())["points"]
+    return [Point(**{k: v for k, v in raw.items() if k in fields}) for raw in raws]
 
 
 def real_model_shapes():

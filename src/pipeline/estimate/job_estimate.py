@@ -143,7 +143,7 @@ class JobEstimate:
                            tkg * (1 + b("TKG")) + self.host_ms * (1 + b("host"))),
                "e2e_ms": (e2e * (1 - b("e2e")), e2e * (1 + b("e2e"))),
                "score": (score / (1 + b("e2e")) ** 2, score / (1 - b("e2e")) ** 2)}
-        return {f"{key}_{end}": value for key, (low, high) in out.items() for end, value in (("low", low), ("high", high))}
+        return {f"{key}_{end}": value for key, ends in out.items() for end, value in zip(("low", "high"), ends)}
 
     def summary(self) -> str:
         s, scores, b = self.settings, self.scores, self.band
