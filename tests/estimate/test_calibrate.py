@@ -49,10 +49,10 @@ def test_leave_one_out_predicts_a_point_without_it():
     points, rows = synthetic(theta, [0.0] * 7 + [0.3])  # the last point is 30% off the others' law
     _, records = report(points, rows)
     last = records[-1]
-    assert last["error"] == pytest.approx(last["estimated_ns"] / last["measured_ns"] - 1)
-    assert abs(last["loo_error"]) > abs(last["error"])  # without it, the fit follows the seven exact points
+    assert last["error_pct"] == pytest.approx(100 * (last["estimated_ns"] / last["measured_ns"] - 1))
+    assert abs(last["loo_error_pct"]) > abs(last["error_pct"])  # without it, the fit follows the seven exact points
     assert last["loo_estimated_ns"] == pytest.approx(last["measured_ns"] / 1.3, rel=1e-3)
-    assert bands(records)["TKG"] == pytest.approx(max(abs(r["loo_error"]) for r in records))
+    assert bands(records)["TKG"] == pytest.approx(max(abs(r["loo_error_pct"]) for r in records) / 100)
 
 
 @pytest.mark.slow
@@ -74,12 +74,12 @@ def test_calibrated_estimate_meets_the_targets_with_the_configured_constants(tmp
     theta, records = report(POINTS, [linear_row(p) for p in POINTS])
     by_name = {r["name"]: r for r in records}
     for name in ("tkg_trn3_baseline_kevgomes", "tkg_trn3_baseline_charleshong3"):
-        assert abs(by_name[name]["loo_error"]) <= 0.20
+        assert abs(by_name[name]["loo_error_pct"]) <= 20
     for name in ("tkg_trn3_nki_moe", "tkg_trn3_megakernel"):
-        assert abs(by_name[name]["loo_error"]) <= 0.25
+        assert abs(by_name[name]["loo_error_pct"]) <= 25
     for r in records:
         if r["quantity"] == "e2e":
-            assert abs(r["error"]) <= 0.20 and abs(r["p99_error"]) <= 0.20
+            assert abs(r["loo_error_pct"]) <= 20 and abs(r["p99_error_pct"]) <= 20
     conf = to_pipeline_conf(compose_config([], tmp_path)).estimate
     configured = [conf.graph_op_us["trn2"], conf.graph_op_us["trn3"], conf.block_us, conf.custom_call_us,
                   conf.call_ms * 1e3, conf.host_step_ms * 1e3]

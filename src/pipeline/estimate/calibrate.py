@@ -197,11 +197,13 @@ def report(points: list[Point], rows: list[tuple[float, np.ndarray]]) -> tuple[n
         others = [j for j in used if j != i]
         loo_theta = fit([rows[j] for j in others], [measured[j] for j in others]) if point.fit else theta
         estimated, loo = predict(rows[i], theta), predict(rows[i], loo_theta)
-        record = {"name": point.name, "target": point.target, "quantity": point.quantity, "kernels": point.kernels,
-                  "source": point.source, "fit": point.fit, "measured_ns": measured[i], "estimated_ns": estimated,
-                  "loo_estimated_ns": loo, "error": estimated / measured[i] - 1, "loo_error": loo / measured[i] - 1}
+        record = {"name": point.name, "level": "model", "family": point.kernels, "target": point.target,
+                  "lnc": CONTEST_LNC, "quantity": point.quantity, "fit": point.fit, "measured_ns": measured[i],
+                  "estimated_ns": estimated, "loo_estimated_ns": loo,
+                  "error_pct": 100 * (estimated / measured[i] - 1), "loo_error_pct": 100 * (loo / measured[i] - 1),
+                  "derived": point.derived, "source": point.source}
         if point.p99_ms is not None:
-            record["p99_error"] = estimated / (point.p99_ms * 1e6) - 1
+            record["p99_error_pct"] = 100 * (estimated / (point.p99_ms * 1e6) - 1)
         records.append(record)
     return theta, records
 
@@ -213,14 +215,15 @@ def bands(records: list[dict]) -> dict[str, float]:
     """Per reported quantity: the largest leave-one-out |error| over its fitted points."""
     out = {}
     for name, quantities in BAND_QUANTITIES.items():
-        errors = [abs(r["loo_error"]) for r in records if r["fit"] and r["quantity"] in quantities]
+        errors = [abs(r["loo_error_pct"]) / 100 for r in records if r["fit"] and r["quantity"] in quantities]
         if errors:
             out[name] = max(errors)
     return out
 
 
 def model_level_report(path: Path = POINTS_FILE) -> list[dict]:
-    """One record per model-level point: name, target, measured_ns, estimated_ns, loo_estimated_ns, errors."""
+    """One record per model-level point, in the kernel-level records' form (pipeline.calibrate): name, level,
+    family (the kernel set), target, measured_ns, estimated_ns, loo_estimated_ns, error_pct, loo_error_pct, ..."""
     points = load_points(path)
     return report(points, [linear_row(p) for p in points])[1]
 
@@ -230,12 +233,14 @@ def main() -> None:
     theta, records = report(points, [linear_row(p) for p in points])
     print(f"{'point':32} {'target':6} {'measured ms':>11} {'est. ms':>10} {'err':>7} {'LOO est.':>10} {'LOO err':>8}")
     for r in records:
-        notes = ([f"vs p99 {r['p99_error']:+.1%}"] if "p99_error" in r else []) + ([] if r["fit"] else ["check"])
+        notes = [f"vs p99 {r['p99_error_pct']:+.1f}%"] if "p99_error_pct" in r else []
+        notes += [] if r["fit"] else ["check"]
         print(f"{r['name']:32} {r['target']:6} {r['measured_ns'] / 1e6:11.3f} {r['estimated_ns'] / 1e6:10.3f} "
-              f"{r['error']:+7.1%} {r['loo_estimated_ns'] / 1e6:10.3f} {r['loo_error']:+8.1%}  {', '.join(notes)}")
+              f"{r['error_pct']:+6.1f}% {r['loo_estimated_ns'] / 1e6:10.3f} {r['loo_error_pct']:+7.1f}%  "
+              f"{', '.join(notes)}")
     fitted = [r for r in records if r["fit"]]
-    print(f"median |LOO log error| {statistics.median(abs(math.log1p(r['loo_error'])) for r in fitted):.3f} "
-          f"over {len(fitted)} fitted points")
+    median = statistics.median(abs(math.log(r["loo_estimated_ns"] / r["measured_ns"])) for r in fitted)
+    print(f"median |log(LOO estimate / measured)| {median:.3f} over {len(fitted)} fitted points")
     print("constants (us): " + ", ".join(f"{n} = {v / 1e3:.4g}" for n, v in zip(CONSTANTS, theta)))
     print("bands: " + ", ".join(f"{k} ±{v:.1%}" for k, v in bands(records).items()))
 
