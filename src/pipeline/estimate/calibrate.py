@@ -61,6 +61,7 @@ DECODE_NKI = {"norm": "nki_add_rmsnorm", "router": "nki_topk", "experts": "group
 KERNEL_SETS: dict[str, dict[str, str]] = {
     "baseline": {},
     "nki_experts": {"experts": "grouped_v2"},  # stands for nkilib's MoE TKG kernel, attention in XLA
+    "nki_moe_block": {k: v for k, v in DECODE_NKI.items() if k != "attention"},  # NxDI's fused MoE TKG kernel
     "nki_decode": DECODE_NKI,  # the pipeline's decode NKI set: one launch per op, all-reduces in the graph
     "megakernel": DECODE_NKI,  # the same work in one launch per step, all-reduces inside the kernel
 }
