@@ -86,3 +86,15 @@ def test_calibrated_estimate_meets_the_targets_with_the_configured_constants(tmp
     assert configured == pytest.approx(list(theta / 1e3), rel=2e-3, abs=1e-3)
     assert conf.band_points == sum(r["fit"] for r in records)
     assert dict(conf.band) == pytest.approx(bands(records), abs=1e-3)
+
+
+def test_graph_op_counter_counts_computations_not_views():
+    import torch
+
+    from pipeline.estimate.graph_ops import _OpCounter
+
+    x = torch.ones(4, 8)
+    with _OpCounter() as counter:
+        y = x.view(8, 4).t().unsqueeze(0)  # views: no instruction
+        (y * 2).sum()  # two computations
+    assert sum(counter.ops.values()) == 2 and set(counter.ops) == {"aten.mul", "aten.sum"}
