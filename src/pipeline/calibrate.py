@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nki_cpu.cost import calibration as kc
 from pipeline.config import project_root
+from pipeline.estimate.calibrate import model_level_report
 
 EXPERIMENT = "calibration"
 
@@ -73,7 +74,7 @@ def summarise(records: list[dict]) -> dict[str, float]:
     """Error figures per level, in-sample and leave-one-out, and the matmul family's rank correlation."""
     summary: dict[str, float] = {}
     for level in sorted({r["level"] for r in records}):
-        chosen = [r for r in records if r["level"] == level]
+        chosen = [r for r in records if r["level"] == level and r.get("fit", True)]
         measured = [r["measured_ns"] for r in chosen]
         for kind, key in (("", "estimated_ns"), ("loo.", "loo_estimated_ns")):
             for name, value in kc.error_summary(measured, [r[key] for r in chosen]).items():
@@ -92,7 +93,8 @@ def table(records: list[dict]) -> str:
     lines = ["| level | point | target | measured | estimated | error | leave-one-out | error (LOO) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        lines.append(f"| {r['level']} | {r['name']} | {r['target']} | {_time(r['measured_ns'])} | "
+        name = r["name"] if r.get("fit", True) else f"{r['name']} (check, not fitted)"
+        lines.append(f"| {r['level']} | {name} | {r['target']} | {_time(r['measured_ns'])} | "
                      f"{_time(r['estimated_ns'])} | {r['error_pct']:+.1f}% | {_time(r['loo_estimated_ns'])} | "
                      f"{r['loo_error_pct']:+.1f}% |")
     originals = [r for r in records if "original_status" in r]
@@ -151,12 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(project_root())
     parser = argparse.ArgumentParser(prog="python -m pipeline.calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=Path, default=root / "calibration" / "points.yaml")
+    parser.add_argument("--model-points", default=str(root / "calibration" / "model_points.yaml"),
+                        help="model-level points (none: --model-points '')")
     parser.add_argument("--sources", type=Path, default=None,
                         help="folder of git checkouts of the public repositories (e.g. DIR/nki-autotune)")
     parser.add_argument("--out", type=Path, default=root / "outputs" / "calibration")
     parser.add_argument("--tracking-uri", default=f"sqlite:///{root / 'mlflow.db'}")
     parser.add_argument("--artifact-root", default=str(root / "mlruns"))
     args = parser.parse_args(argv)
+    args.model_points = Path(args.model_points) if args.model_points else None
     if args.sources is not None and not args.sources.is_dir():
         parser.error(f"--sources {args.sources} is not a folder")
     import tempfile
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"calibration: kernel points from {args.points}")
     with tempfile.TemporaryDirectory(prefix="nki-calibration-") as workdir:
         records, values = kernel_records(args.points, args.sources, Path(workdir))
+    if args.model_points is not None:
+        _say(f"calibration: model-level points from {args.model_points}")
+        records += model_level_report(args.model_points)
     summary = summarise(records)
     (args.out / "calibration.json").write_text(json.dumps(records, indent=2) + "\n")
     (args.out / "calibration.md").write_text(table(records))

@@ -111,7 +111,7 @@ def test_the_repository_points_name_existing_kernels():
 def test_the_command_writes_its_records_plot_and_mlflow_run(tmp_path):
     points_file = _points(tmp_path, [3000.0, 6000.0])
     out, uri = tmp_path / "out", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert calibrate.main(["--points", str(points_file), "--out", str(out), "--tracking-uri", uri,
+    assert calibrate.main(["--points", str(points_file), "--model-points", "", "--out", str(out), "--tracking-uri", uri,
                            "--artifact-root", str(tmp_path / "mlruns")]) == 0
     records = json.loads((out / "calibration.json").read_text())
     assert [r["name"] for r in records] == ["rows0", "rows1"]
