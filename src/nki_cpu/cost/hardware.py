@@ -99,7 +99,7 @@ class Hardware:
     # whose loads and stores move 256 B - 1 KiB runs; DMA-BW's saturation curve bounds it ("<256 B per
     # partition severely overhead-bound", ">=2 KiB approaches peak"). No Trn3 point exists: the same
     # time is assumed there.
-    dma_descriptor_ns: float = 10.0
+    dma_descriptor_ns: float = 20.0
     # ARCH3: DMA transpose reaches up to 90% of DMA copy throughput from HBM, 50% SBUF -> SBUF.
     dma_transpose_hbm_factor: float = 0.9
     dma_transpose_sbuf_factor: float = 0.5
