@@ -183,9 +183,9 @@ def load_checks(path: Path) -> list[Check]:
     checks = []
     for entry in raw["checks"]:
         tolerance = entry.pop("tolerance")
+        entry["configs"] = tuple(entry["configs"])
         check = Check(**entry, rtol=float(tolerance["rtol"]), atol=float(tolerance["atol"]),
                       mode=tolerance["mode"], tolerance_source=tolerance["source"])
-        object.__setattr__(check, "configs", tuple(check.configs))
         if check.inputs not in BUILDERS:
             raise ValueError(f"{path}: check {check.name}: unknown inputs {check.inputs!r}; choose one of "
                              f"{sorted(BUILDERS)}")
