@@ -202,7 +202,7 @@ def _git(folder: Path, *args: str, text: bool = True) -> subprocess.CompletedPro
 
 def locate(check: Check, sources: Path, workdir: Path) -> tuple[Path, str] | str:
     """(folder holding the repository's files, where they came from), or why they are not at hand."""
-    folder = sources / check.repo.split("/")[-1]
+    folder = sources.absolute() / check.repo.split("/")[-1]
     kernel_path = check.kernel.split("::")[0]
     if not folder.is_dir():
         return f"not found under SOURCES (no {folder})"
@@ -281,14 +281,17 @@ def run_config(check: Check, config: dict, kernel: Any, reference: Callable) -> 
 
 def _status(result: dict[str, Any], mode: str) -> str:
     verdict = "matches reference" if result["matched"] else "does NOT match reference"
-    share = f" = {result['max_error'] / result['reference_max']:.2%} of max |ref|" if result["reference_max"] else ""
-    return (f"ran unmodified, {verdict} (max |err| {result['max_error']:.3g}{share}; "
+    share = f" = {result['max_error'] / result['reference_max']:.2%} of max abs ref" if result["reference_max"] else ""
+    return (f"ran unmodified, {verdict} (max abs err {result['max_error']:.3g}{share}; "
             f"tolerance {result['tolerance']:.3g}, {mode} mode)")
 
 
-def _failure(error: BaseException) -> str:
-    lines = str(error).strip().splitlines() or [""]
-    return f"failed: {type(error).__name__}: {lines[0][:400]}"
+def _failure(error: BaseException, root: Path | None = None) -> str:
+    """The error's first line, with the checkout's paths made relative to it."""
+    line = (str(error).strip().splitlines() or [""])[0]
+    if root is not None:
+        line = line.replace(f"{root}/", "")
+    return f"failed: {type(error).__name__}: {line[:400]}"
 
 
 def run_checks(checks: list[Check], sources: Path, workdir: Path,
@@ -322,7 +325,7 @@ def run_checks(checks: list[Check], sources: Path, workdir: Path,
                     if estimate_ns is not None:
                         record["estimated_ns"] = estimate_ns(check, result["trace"])
                 except Exception as error:  # a published kernel the interpreter cannot run: reported, not fatal
-                    record["status"] = _failure(error)
+                    record["status"] = _failure(error, root)
             say(f"  original {check.name} {record['config']}: {record['status']}")
             records.append(record)
     return records
@@ -335,7 +338,7 @@ def _load(root: Path, check: Check) -> tuple[Any, Callable] | str:
         kernel = nki_cpu.load_kernel(root / check.kernel.split("::")[0], check.kernel.split("::")[1])
         reference = nki_cpu.load_kernel(root / check.reference.split("::")[0], check.reference.split("::")[1])
     except Exception as error:
-        return _failure(error)
+        return _failure(error, root)
     return kernel, reference
 
 
@@ -345,7 +348,8 @@ def table(records: list[dict[str, Any]]) -> str:
     for r in records:
         seconds = f"{r['interpreter_seconds']:.1f} s" if "interpreter_seconds" in r else "-"
         estimate = f"{r['estimated_ns'] / 1e3:.1f} us" if "estimated_ns" in r else "-"
-        lines.append(f"| {r['check']} | {r['config']} | {r['status']} | {seconds} | {estimate} |")
+        cells = [r["check"], r["config"], r["status"], seconds, estimate]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
