@@ -64,7 +64,8 @@ class Job:
     def _prompt(self, index: int, text: str) -> Prompt:
         ids = tuple(self.tokenizer.encode(text))
         seq_len = self.conf.workload.seq_len
-        new = self.conf.workload.max_new_tokens or seq_len - len(ids)
+        new = self.conf.workload.max_new_tokens
+        new = seq_len - len(ids) if new is None else new
         if new < 1 or len(ids) + new > seq_len:
             raise ConfigError(
                 f"workload.prompts[{index}] has {len(ids)} tokens; with max_new_tokens={new} it does not fit "

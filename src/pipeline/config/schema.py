@@ -3,7 +3,8 @@
 Kernel choices are plain strings here and are checked against the kernel registry by `validate`, so the
 dotted form users type (`kernel.experts=grouped_v2`) selects a variant and a typo fails with one line that
 lists the registered names. Per-variant knobs live under `kernel_params.<layer>.<knob>`: the schema holds every
-knob the registry declares for the layer, and the selected variant's params dataclass type-checks them.
+knob the registry declares for the layer, the nodes stay open (`schema_node`), and validation checks the names
+and types against the selected variant's params dataclass.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 import kernels
 from model.generation import Sampling
@@ -28,7 +29,7 @@ class KernelConf:
 
 def _layer_params_schema(layer: str) -> type:
     """Every knob any variant of `layer` declares, defaulting to None (= that variant's own default), so
-    `kernel_params.experts.<knob>=...` needs no `+` and a misspelt knob fails at composition."""
+    `--help` lists them and the record shows each one."""
     knobs = sorted({f.name for v in kernels.catalogue()[layer] for f in dataclasses.fields(v.params)})
     return make_dataclass(f"{layer.title().replace('_', '')}Knobs", [(k, Optional[Any], None) for k in knobs])
 
@@ -160,3 +161,13 @@ class PipelineConf:
     score: ScoreConf = field(default_factory=ScoreConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     paths: PathsConf = field(default_factory=PathsConf)
+
+
+def schema_node() -> DictConfig:
+    """The schema as Hydra stores it. `kernel_params.<layer>` nodes are open (not struct), so a misspelt knob,
+    typed with or without `+`, composes and validation rejects it in one line naming the selected variant's
+    knobs (rather than Hydra's multi-line error suggesting the `+` form, which then slipped through)."""
+    node = OmegaConf.structured(PipelineConf)
+    for layer in kernels.LAYERS:
+        OmegaConf.set_struct(node.kernel_params[layer], False)
+    return node

@@ -20,25 +20,25 @@ from pipeline.stages.base import StageResult, register_stage
 
 log = logging.getLogger(__name__)
 
-ReferenceFn = Callable[[Prompt, int], torch.Tensor]  # (prompt, new tokens) -> logits [new, 1, V]
+ReferenceFn = Callable[[Prompt, int, Progress], torch.Tensor]  # (prompt, new tokens, progress) -> logits [new, 1, V]
 
 
 def tol_map(job: Job) -> TolMap:
     return {None if k == "all" else int(k): (float(v[0]), float(v[1])) for k, v in job.conf.accuracy.tol_map.items()}
 
 
-def _baseline_reference(job: Job, progress: Progress) -> ReferenceFn:
+def _baseline_reference(job: Job) -> ReferenceFn:
     model = job.model(job.baseline_kernels)
-    return lambda prompt, new: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
+    return lambda prompt, new, progress: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
 
 
-def _transformers_reference(job: Job, progress: Progress) -> ReferenceFn:
+def _transformers_reference(job: Job) -> ReferenceFn:
     from transformers import Qwen3MoeForCausalLM
 
     hf = Qwen3MoeForCausalLM.from_pretrained(job.checkpoint, dtype=job.dtype, attn_implementation="eager")
     hf.eval()
 
-    def run(prompt: Prompt, new: int) -> torch.Tensor:
+    def run(prompt: Prompt, new: int, progress: Progress) -> torch.Tensor:
         with torch.inference_mode():
             out = hf.generate(
                 torch.tensor([prompt.ids]), max_new_tokens=new, min_new_tokens=new, do_sample=False,
@@ -70,12 +70,12 @@ class AccuracyStage:
         out_dir = job.stage_dir(self.name)
         limit = settings.num_tokens_to_check
         checks = [(p, min(p.max_new_tokens, limit or p.max_new_tokens)) for p in job.prompts]
-        progress = Progress("accuracy (reference)", sum(n for _, n in checks))
-        reference = REFERENCES[settings.reference](job, progress)
+        reference = REFERENCES[settings.reference](job)  # loads (first use: creates) the checkpoint
         candidate = job.model()
+        reference_progress = Progress("accuracy (reference)", sum(n for _, n in checks))  # after loading: honest ETA
         metrics, report, all_passed = {}, [], True
         for prompt, new in checks:
-            expected = reference(prompt, new)
+            expected = reference(prompt, new, reference_progress)
             progress = Progress(f"accuracy (prompt {prompt.index})", new)
 
             def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new) -> torch.Tensor:

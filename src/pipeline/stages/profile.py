@@ -9,6 +9,7 @@ roofline PNG of all of them, and `est.<layer>.<phase>.*` metrics (time, floor, r
 from __future__ import annotations
 
 import csv
+import os
 from collections import defaultdict
 
 import matplotlib
@@ -23,6 +24,10 @@ from pipeline.job import Job  # noqa: E402
 from pipeline.stages.base import StageResult, register_stage  # noqa: E402
 
 KERNEL_PREFIX = "kernel."
+# Kineto (torch's profiler library) prints "USDT: ... profiler_start/stop" to stderr at its USDT level 5, above
+# ERROR (4), unless KINETO_LOG_LEVEL is higher; it reads the variable once, on the first profiler use
+# (libkineto/src/init.cpp libkineto_init, Logger.h USDT_LOGGER_EMIT_MESSAGE). A level a user sets wins.
+KINETO_QUIET_LEVEL = "6"
 
 
 def kernel_times(events) -> dict[str, float]:
@@ -32,6 +37,12 @@ def kernel_times(events) -> dict[str, float]:
         if event.key.startswith(KERNEL_PREFIX):
             totals[event.key[len(KERNEL_PREFIX):]] += event.cpu_time_total / 1000
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def cpu_profiler() -> profile:
+    """The torch profiler of CPU activity, without kineto's USDT marker lines on the console."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET_LEVEL)
+    return profile(activities=[ProfilerActivity.CPU])
 
 
 def plot(times: dict[str, float], path) -> None:
@@ -87,7 +98,7 @@ class ProfileStage:
         prompt = job.prompts[0]
         model = job.model()
         job.generate(model, prompt.ids, prompt.max_new_tokens)  # warm-up outside the profile
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with cpu_profiler() as prof:
             generation = job.generate(model, prompt.ids, prompt.max_new_tokens)
         prof.export_chrome_trace(str(out / "trace.json"))
         averages = prof.key_averages()
