@@ -96,13 +96,13 @@ def _unknown_keys(node: DictConfig, prefix: str) -> list[str]:
     schema = OmegaConf.get_type(node)
     known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
     found = []
-    for key in node:
+    for key, child in node.items_ex(resolve=False):
         path = f"{prefix}{key}"
         if known is not None and key not in known:
             found.append(path)
         elif path.startswith("kernel_params."):
             continue
-        elif isinstance(child := node[key], DictConfig):
+        elif isinstance(child, DictConfig) and OmegaConf.to_container(child) is not None:  # model.dims may be null
             found.extend(_unknown_keys(child, f"{path}."))
     return found
 

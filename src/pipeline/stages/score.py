@@ -2,7 +2,8 @@
 base throughput) x (1 + NKI MAC ratio), with latency = end-to-end p99 and throughput as NxDI reports it.
 
 The baseline is the same workload with every kernel `baseline`: this job's own latency if it is the
-baseline, else the newest FINISHED baseline run in MLflow with the same workload key, else measured here.
+baseline, else the newest FINISHED all-baseline run in MLflow with the same workload key that logged the
+latencies needed, else measured here.
 On the CPU the latencies are CPU times, so the score says how the CPU model changed, not Trainium.
 """
 from __future__ import annotations
