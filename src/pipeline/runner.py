@@ -21,6 +21,7 @@ from pipeline.job import Job
 from pipeline.report import StageLine, summary_table
 from pipeline.stages import STAGES
 from pipeline.stages.compile import check_shapes
+from pipeline.tracking.record import config_record, stage_record
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,8 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
     run_id = store.start_run(run_name(conf, overrides), parent_run_id=parent, tags=tags)
     lines, status, interrupt = [], "FINISHED", None
     try:
-        store.log(run_id, params=flatten(OmegaConf.to_container(cfg, resolve=True)))
+        params, machine_tags = config_record(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        store.log(run_id, params=params, tags=machine_tags)
         (job.output_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         store.log_artifact(run_id, job.output_dir / "resolved_config.yaml")
         log.info("MLflow run %s in experiment '%s' (%s)", run_id, conf.tracking.experiment, conf.tracking.uri)
@@ -181,8 +183,9 @@ def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[S
     try:
         result = STAGES[name].run(job)
         job.results[name] = result
-        store.log(stage_run, metrics=result.metrics)
-        store.log(job_run_id, metrics={f"{name}.{k}": v for k, v in result.headline.items()}, tags=result.tags)
+        on_job, on_stage = stage_record(name, result.metrics, result.headline)
+        store.log(stage_run, metrics=on_stage)
+        store.log(job_run_id, metrics=on_job, tags=result.tags)
         summary = result.summary
     except KeyboardInterrupt as interrupt:
         status, summary = "KILLED", interrupt_reason(interrupt)
@@ -193,7 +196,7 @@ def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[S
         log.error("stage %s failed: %s", name, summary)
     finally:
         seconds = time.perf_counter() - start
-        store.log(stage_run, metrics={"seconds": seconds})
+        store.log(stage_run, metrics={f"{name}.seconds": seconds})
         store.log_artifacts(stage_run, job.output_dir / name)
         store.end(stage_run, status)
         lines.append(StageLine(name, status, seconds, summary))

@@ -31,10 +31,26 @@ def test_default_pipeline_runs_every_stage(tracking, tmp_path):
     stages = {r.info.run_name: r for r in children(tracking, job.info.run_id)}
     assert sorted(stages) == sorted(STAGES)
     assert all(r.info.status == "FINISHED" for r in stages.values())
+    assert_record_schema(job, stages)
     artifacts = Path(tracking["artifact_root"]) / "pipeline"
     files = {p.name for p in artifacts.rglob("*") if p.is_file()}
     assert {"plan.json", "report.json", "latency.json", "trace.json", "top_ops.txt", "kernel_times.png",
             "score.json", "resolved_config.yaml", "config.yaml", "overrides.yaml", "pipeline.log"} <= files
+
+
+def assert_record_schema(job, stages) -> None:
+    """README "The record": `<stage>.<key>` everywhere, each figure once, no variant in a key, machine paths as
+    tags, rounded values."""
+    for name, stage in stages.items():
+        assert all(k.startswith(f"{name}.") for k in stage.data.metrics), sorted(stage.data.metrics)
+        assert not set(stage.data.metrics) & set(job.data.metrics)
+    variants = {v for k, v in job.data.tags.items() if k.startswith("kernel.")}
+    keys = set(job.data.metrics).union(*(s.data.metrics for s in stages.values()))
+    assert not [k for k in keys if set(k.split(".")) & variants]
+    assert not [k for k in job.data.params if k.startswith(("paths.", "tracking."))]
+    assert {"paths.root", "paths.output_dir", "tracking.uri"} <= set(job.data.tags)
+    values = [*job.data.metrics.values(), *(v for s in stages.values() for v in s.data.metrics.values())]
+    assert all(float(f"{v:.5g}") == v for v in values)
 
 
 def test_unknown_variant_is_one_line_and_opens_no_run(tracking, tmp_path):
