@@ -1,6 +1,6 @@
 """The structured schema every composed config is validated against (types and keys).
 
-Kernel choices are plain strings here and are checked against the kernel registry by `validate`, so the
+Kernel choices are plain strings here and are checked against the kernel registry by `config.validate`, so the
 dotted form users type (`kernel.experts=grouped_v2`) selects a variant and a typo fails with one line that
 lists the registered names. Per-variant knobs live under `kernel_params.<layer>.<knob>`: the schema holds every
 knob the registry declares for the layer, the nodes stay open (`schema_node`), and validation checks the names
