@@ -34,8 +34,13 @@ def main(cfg: DictConfig) -> None:
         if single:
             sys.exit(1)
         raise
+
+
+def cli() -> None:
+    """`python -m pipeline`. An interrupt (Ctrl-C, SIGTERM) passes through Hydra (it catches Exception only) and
+    ends here in one line, in a single run and a sweep alike; the runs were marked KILLED on the way."""
+    try:
+        main()
     except KeyboardInterrupt as interrupt:
-        if single:
-            print(f"{interrupt_reason(interrupt)}: runs marked KILLED, artifacts so far kept", file=sys.stderr)
-            sys.exit(interrupt_exit_code(interrupt))
-        raise
+        print(f"{interrupt_reason(interrupt)}: runs marked KILLED, artifacts so far kept", file=sys.stderr)
+        sys.exit(interrupt_exit_code(interrupt))

@@ -179,8 +179,8 @@ def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[S
     stage_run = store.start_run(name, parent_run_id=job_run_id, tags={"stage": name})
     start = time.perf_counter()
     status, summary = "FINISHED", ""
-    log.info("stage %s: started", name)
-    try:
+    try:  # from right after the run exists: an interrupt at any point below still closes it
+        log.info("stage %s: started", name)
         result = STAGES[name].run(job)
         job.results[name] = result
         on_job, on_stage = stage_record(name, result.metrics, result.headline)
