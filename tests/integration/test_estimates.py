@@ -40,7 +40,7 @@ def test_est_metrics_land_on_the_job_run(run):
     for key in ("ttft_ms", "tpot_ms", "e2e_ms", "score"):  # the calibration's leave-one-out band around each
         assert metrics[f"latency.est.{key}_low"] < metrics[f"latency.est.{key}"] < metrics[f"latency.est.{key}_high"]
     assert metrics["latency.est.tkg_step_ms"] + metrics["latency.est.host_ms"] == pytest.approx(
-        metrics["latency.est.tpot_ms"])
+        metrics["latency.est.tpot_ms"], rel=1e-4)  # logged values keep 5 significant digits (tracking.record)
     assert tags["est.calibration"].startswith("calibrated on 20 device points")
     assert tags["est.score_reference"] == "estimate of this config with every kernel baseline"
     assert tags["est.accuracy"] == "not checked: assumed 1" and tags["est.target"] == "trn2"
