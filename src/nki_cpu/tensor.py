@@ -60,7 +60,7 @@ class NkiTensor:
     """A tensor or a view of one, in HBM, SBUF or PSUM."""
 
     __slots__ = ("alloc", "dtype", "shape", "strides", "offset", "indirect", "name", "_np", "_layout",
-                 "_region", "_tile", "via", "__weakref__")
+                 "_operands", "_region", "_tile", "via", "__weakref__")
 
     def __init__(self, alloc: Allocation, dtype: NkiDtype, shape: tuple, strides: tuple, offset: int,
                  indirect: Indirect | None = None, name: str = ""):
@@ -73,6 +73,7 @@ class NkiTensor:
         self.name = name or alloc.name
         self._np = None
         self._layout = None
+        self._operands = None
         self._region = None
         self._tile = None
         self.via = None          # the index tensor / register a scalar_offset view was resolved through
@@ -316,12 +317,19 @@ class NkiTensor:
 
     def operand(self, role: str) -> tuple:
         """The trace Operand's fields, as a plain tuple (the Trace makes the Operand when it is read)."""
-        layout = self._layout or self.layout()
-        kind = self.alloc.kind
-        partitions = self.shape[0] if kind != "hbm" else 1
-        return (role, self.shape, self.dtype.name, kind, partitions, layout.free_elems, layout.inner_stride_bytes,
-                layout.contiguous, partitions * layout.free_elems * self.dtype.storage.itemsize,
-                self.indirect is not None or self.via is not None)
+        cache = self._operands
+        if cache is None:
+            cache = self._operands = {}
+        found = cache.get(role)
+        if found is None:
+            layout = self._layout or self.layout()
+            kind = self.alloc.kind
+            partitions = self.shape[0] if kind != "hbm" else 1
+            found = cache[role] = (role, self.shape, self.dtype.name, kind, partitions, layout.free_elems,
+                                   layout.inner_stride_bytes, layout.contiguous,
+                                   partitions * layout.free_elems * self.dtype.storage.itemsize,
+                                   self.indirect is not None or self.via is not None)
+        return found
 
 
 def _where() -> str:
