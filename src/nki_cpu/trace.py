@@ -50,12 +50,23 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 TRACE_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Region:
+    buffer: str
+    alloc: int
+    partitions: tuple[int, int]
+    byte_range: tuple[int, int]
+
+
+class RegionFields(NamedTuple):
+    """A Region's fields as the interpreter records them: cheap to make for every view an instruction touches;
+    the Trace makes the Region when it is read."""
+
     buffer: str
     alloc: int
     partitions: tuple[int, int]
@@ -74,6 +85,7 @@ class Operand:
     contiguous: bool
     nbytes: int = 0
     indirect: bool = False
+    run_elems: int = 1            # elements per contiguous run of memory (per partition on chip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,7 @@ class Instruction:
 @dataclass
 class Trace:
     """All instructions of one launch. The interpreter appends raw field tuples (cheap), whose operands
-    and regions may themselves be plain tuples of Operand / Region fields; `instructions` turns them into
+    and regions may be plain tuples of Operand fields and RegionFields; `instructions` turns them into
     Instruction, Operand and Region objects on first access."""
 
     kernel: str

@@ -14,6 +14,7 @@ from ..context import Launch
 from ..dtypes import cast, float32, to_f32
 from ..ops import Op
 from ..tensor import NkiTensor, concrete, index_tensor
+from ..trace import RegionFields
 from .enums import engine as Engine
 from .enums import reduce_cmd as ReduceCmd
 
@@ -228,7 +229,7 @@ def _add_index_read(t: NkiTensor, operands: list, read_regions: list) -> None:
         read_regions.append(index.region())
 
 
-def region(t: NkiTensor) -> tuple:
+def region(t: NkiTensor) -> RegionFields:
     """The fields of the trace Region t covers."""
     return t._region or t.region()
 
