@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import kernels
 from kernels.executors import EXECUTORS
+from kernels.numerics import AUTO_CAST
 from pipeline.config.schema import PipelineConf
 
 
@@ -39,8 +40,10 @@ def validate(conf: PipelineConf) -> None:
         )
     if conf.model.dtype not in ("bfloat16", "float32"):
         raise ConfigError(f"model.dtype={conf.model.dtype}: choose bfloat16 or float32")
-    if conf.accuracy.reference not in ("baseline", "transformers"):
-        raise ConfigError(f"accuracy.reference={conf.accuracy.reference}: choose baseline or transformers")
+    if conf.accuracy.reference not in ("baseline", "compiled", "transformers"):
+        raise ConfigError(f"accuracy.reference={conf.accuracy.reference}: choose baseline, compiled or transformers")
+    if conf.compiler.auto_cast not in AUTO_CAST:
+        raise ConfigError(f"compiler.auto_cast={conf.compiler.auto_cast}: choose one of {', '.join(AUTO_CAST)}")
     if conf.parallel.ep_degree != 1:
         raise ConfigError("parallel.ep_degree > 1 is not supported yet (NxDI's default shards experts on TP)")
     if conf.workload.batch_size < 1 or conf.latency.runs < 1:

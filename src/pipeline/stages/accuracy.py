@@ -1,8 +1,11 @@
 """The contest's logit validation of the job's kernels against a reference, prompt by prompt (batch 1).
 
-Reference `baseline`: the same model, weights, dtype and TP degree with every kernel `baseline` (as the
-contest compares against the NxDI baseline compiled on the same chip). Reference `transformers`:
-Hugging Face's Qwen3MoeForCausalLM on the same checkpoint and dtype, an implementation we did not write.
+Reference `baseline`: the same model, weights, dtype and TP degree with every kernel `baseline` (eager
+torch roundings). Reference `compiled`: that baseline with the Neuron compiler's fusions and roundings
+(kernels.numerics, settings under `compiler:`), as the contest compares against the NxDI baseline compiled on
+the same chip; the candidate then runs with the same compiler rules between its NKI custom calls. Reference
+`transformers`: Hugging Face's Qwen3MoeForCausalLM on the same checkpoint and dtype, an implementation we did
+not write.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from kernels.slots import KernelSet
 from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation
 from pipeline.job import Job, Prompt
 from pipeline.progress import Progress
@@ -27,9 +31,17 @@ def tol_map(job: Job) -> TolMap:
     return {None if k == "all" else int(k): (float(v[0]), float(v[1])) for k, v in job.conf.accuracy.tol_map.items()}
 
 
-def _baseline_reference(job: Job, progress: Progress) -> ReferenceFn:
-    model = job.model(job.baseline_kernels)
+def _generating(job: Job, kernels: KernelSet, progress: Progress) -> ReferenceFn:
+    model = job.model(kernels)
     return lambda prompt, new: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
+
+
+def _baseline_reference(job: Job, progress: Progress) -> ReferenceFn:
+    return _generating(job, job.baseline_kernels, progress)
+
+
+def _compiled_reference(job: Job, progress: Progress) -> ReferenceFn:
+    return _generating(job, job.compiled_kernels(job.numerics(), baseline=True), progress)
 
 
 def _transformers_reference(job: Job, progress: Progress) -> ReferenceFn:
@@ -51,7 +63,12 @@ def _transformers_reference(job: Job, progress: Progress) -> ReferenceFn:
     return run
 
 
-REFERENCES = {"baseline": _baseline_reference, "transformers": _transformers_reference}
+REFERENCES = {"baseline": _baseline_reference, "compiled": _compiled_reference, "transformers": _transformers_reference}
+
+
+def candidate_kernels(job: Job) -> KernelSet:
+    """The job's kernels; against the compiled reference, with the same compiler rules between NKI calls."""
+    return job.compiled_kernels(job.numerics()) if job.conf.accuracy.reference == "compiled" else job.kernels
 
 
 def _write_positions(path, result: ValidationResult) -> None:
@@ -72,7 +89,7 @@ class AccuracyStage:
         checks = [(p, min(p.max_new_tokens, limit or p.max_new_tokens)) for p in job.prompts]
         progress = Progress("accuracy (reference)", sum(n for _, n in checks))
         reference = REFERENCES[settings.reference](job, progress)
-        candidate = job.model()
+        candidate = job.model(candidate_kernels(job))
         metrics, report, all_passed = {}, [], True
         for prompt, new in checks:
             expected = reference(prompt, new)
