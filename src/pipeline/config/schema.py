@@ -117,6 +117,7 @@ class AccuracyConf:
     )
     divergence_difference_tol: float = 0.001
     num_tokens_to_check: Optional[int] = None  # None: every generated token, as the contest
+    layer_parity: bool = True  # against baseline/compiled: teacher-forced per-layer mismatch (layer_parity.json)
 
 
 @dataclass
