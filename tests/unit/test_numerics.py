@@ -63,3 +63,15 @@ def test_compiled_without_mpa_is_the_eager_baseline_and_with_mpa_is_not():
     on = ours(model.with_kernels(KernelSet.baseline(numerics=CompilerNumerics(mpa=True))), ids, 3)
     assert torch.equal(off, eager_logits)
     assert not torch.equal(on, eager_logits)
+
+
+def test_compiler_config_and_the_compiled_reference_validate(tmp_path):
+    from pipeline.config.validate import ConfigError, to_pipeline_conf, validate
+    from tests.conftest import compose_config
+
+    conf = to_pipeline_conf(compose_config(["accuracy.reference=compiled", "compiler.mpa=false",
+                                            "stages=[cutpoints,accuracy]"], tmp_path))
+    validate(conf)
+    assert conf.compiler.mpa is False and conf.compiler.auto_cast == "none"
+    with pytest.raises(ConfigError, match="compiler.auto_cast=fp8"):
+        validate(to_pipeline_conf(compose_config(["compiler.auto_cast=fp8"], tmp_path)))
