@@ -84,7 +84,7 @@ def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
                                         forced_reference[prompt.index], kernels))
         merged = merge(records)
         nki_blocks = [r for r in merged if r.nki]
-        rows.append({"variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
+        rows.append({"model": job.conf.model.name, "tp": job.tp.degree, "variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
                      "nki_block_max_mismatch_pct": max((r.mismatch_pct for r in nki_blocks), default=0.0),
                      "nki_block_max_divergence": max((r.max_divergence for r in nki_blocks), default=0.0),
                      "first_divergence": {p: f"layer {r.layer} {r.block} ({r.kernels})"
@@ -107,7 +107,7 @@ def main(argv: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             job = make_job([f"model={args.model}", f"parallel.tp_degree={tp}", *args.extra], Path(tmp))
             for mpa in args.mpa:
-                rows += [{"model": args.model, "tp": tp, **row} for row in verdicts(job, mpa == "on", args.variants)]
+                rows += verdicts(job, mpa == "on", args.variants)
                 args.out.write_text(json.dumps(rows, indent=1))
     print("| model | TP | variant | MPA | gate | worst NKI-block mismatch % | max divergence | first divergence |")
     print("|---|---|---|---|---|---|---|---|")

@@ -7,6 +7,12 @@ issued as early as their buffers allow; gate/up, silu(gate) * up, down and the a
 expert with the baseline's roundings, and each token's sum over its k experts (fp32, one rounding) is one
 DMA-engine reduction, after a core barrier when the token's experts sit on both cores. Context encoding
 falls back to the baseline.
+
+Against the compiled baseline with MPA (kernels.numerics): by default it rounds as torch does eagerly, so the
+gate_up | silu, silu | silu*up and down | affinity roundings differ from the compiler's fused ones (rules 1, 4);
+`fp32_swiglu` and `fp32_affinity` reproduce those inside the kernel, leaving one lossy boundary, its bf16
+input (rule 3), which only a kernel that also takes in the post-attention norm could remove. With MPA off on
+both sides the default schedule is the baseline's. Verdicts: README "The accuracy wall".
 """
 from __future__ import annotations
 
