@@ -51,7 +51,7 @@ class LayerParity:
     layer: int
     block: str
     kernels: str  # the variants that ran in the block in this phase
-    nki: bool  # any of them an NKI custom call
+    custom_call: bool  # any of them not the baseline (a custom call against the compiled baseline)
     mismatch_pct: float
     max_divergence: float
 
@@ -59,7 +59,7 @@ class LayerParity:
 def block_kernels(kernels: KernelSet, phase: Phase, block: str) -> tuple[str, bool]:
     variants = [kernels.slots[slot].resolve(phase)[0] for slot in BLOCK_SLOTS[block]]
     names = ", ".join(f"{v.layer}={v.name}" for v in variants)
-    return names, any(v.nki is not None for v in variants)
+    return names, any(v.name != "baseline" for v in variants)
 
 
 def layer_parity(candidate: Outputs, reference: Outputs, kernels: KernelSet) -> list[LayerParity]:
@@ -68,8 +68,8 @@ def layer_parity(candidate: Outputs, reference: Outputs, kernels: KernelSet) -> 
         phase, layer, block = key
         actual, expected = torch.cat(candidate[key], dim=1), torch.cat(reference[key], dim=1)
         mismatch, divergence = compare(actual, expected)
-        names, nki = block_kernels(kernels, Phase(phase), block)
-        records.append(LayerParity(phase, layer, block, names, nki, mismatch, divergence))
+        names, custom_call = block_kernels(kernels, Phase(phase), block)
+        records.append(LayerParity(phase, layer, block, names, custom_call, mismatch, divergence))
     return records
 
 
@@ -93,8 +93,8 @@ def merge(per_prompt: list[list[LayerParity]]) -> list[LayerParity]:
             if old is None:
                 worst[key] = r
             else:
-                worst[key] = LayerParity(r.phase, r.layer, r.block, r.kernels, r.nki, max(old.mismatch_pct, r.mismatch_pct),
-                                         max(old.max_divergence, r.max_divergence))
+                worst[key] = LayerParity(r.phase, r.layer, r.block, r.kernels, r.custom_call,
+                                         max(old.mismatch_pct, r.mismatch_pct), max(old.max_divergence, r.max_divergence))
     return list(worst.values())
 
 
