@@ -12,6 +12,7 @@ executes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .checks import fail, kernel_site, usage
 from .dtypes import NkiDtype, as_dtype
 from .errors import NkiIndexError, NkiUnsupportedError
 from .memory import Allocation, Buffer
-from .trace import Operand, Region
+from .trace import Region, RegionFields
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class Indirect:
     row_stride: int
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where a static view sits in its allocation, in bytes and partitions."""
+class Layout(NamedTuple):
+    """Where a static view sits in its allocation, in bytes and partitions (a NamedTuple: made for every
+    view an instruction touches, and a frozen dataclass costs several times more to build)."""
 
     partitions: tuple[int, int]
     byte_range: tuple[int, int]
@@ -46,6 +47,7 @@ class Layout:
     inner_stride_bytes: int
     contiguous: bool
     free_dims: int          # free dims of the access pattern after merging the mergeable ones
+    run_elems: int          # elements in one contiguous run of memory (innermost dims merged while dense)
 
 
 def _product(values) -> int:
@@ -199,8 +201,7 @@ class NkiTensor:
             start = self.offset * self.dtype.itemsize // new.itemsize
         else:
             start = int(offset)
-        shape = tuple(num for _, num in pairs)
-        strides = tuple(step for step, _ in pairs)
+        strides, shape = (tuple(column) for column in zip(*pairs)) if pairs else ((), ())
         if self.on_chip and pairs and pairs[0][1] > 1:
             pstride = self.alloc.bytes_per_partition // new.itemsize
             if pairs[0][0] != pstride:
@@ -244,7 +245,7 @@ class NkiTensor:
             pstride = self.alloc.bytes_per_partition // itemsize
             first = self.offset // pstride
             lo = hi = self.offset - first * pstride
-            dims = zip(self.shape[1:], self.strides[1:])
+            dims = list(zip(self.shape[1:], self.strides[1:]))
             partitions = (first, first + self.shape[0])
             limit = pstride
             if first < 0 or partitions[1] > self.alloc.partitions:
@@ -252,7 +253,7 @@ class NkiTensor:
                                     f"of {self.name or 'tensor'} {self.alloc.shape} (kernel {_where()})")
         else:
             lo = hi = self.offset
-            dims = zip(self.shape, self.strides)
+            dims = list(zip(self.shape, self.strides))
             partitions = (0, 1)
             limit = self.alloc.raw.nbytes // itemsize
         free_elems, inner, free_dims, outer_stride = 1, itemsize, 0, None
@@ -274,7 +275,7 @@ class NkiTensor:
         if free_elems == 0:
             raise NkiIndexError(f"empty view {self.shape} of {self.name or 'tensor'} (kernel {_where()})")
         layout = Layout(partitions, (lo * itemsize, (hi + 1) * itemsize), free_elems, inner,
-                        hi - lo + 1 == free_elems, free_dims)
+                        hi - lo + 1 == free_elems, free_dims, _run_elems(dims, self.indirect is not None))
         self._layout = layout
         return layout
 
@@ -284,10 +285,11 @@ class NkiTensor:
         if view is None:
             if self.indirect is not None:
                 raise NkiUnsupportedError("direct access to an indirect view")
-            self.layout()
+            if self._layout is None:
+                self.layout()
             itemsize = self.dtype.itemsize
             view = np.ndarray(self.shape, self.dtype.storage, self.alloc.raw, self.offset * itemsize,
-                              tuple(s * itemsize for s in self.strides))
+                              [s * itemsize for s in self.strides])
             self._np = view
         return view
 
@@ -296,34 +298,55 @@ class NkiTensor:
         flat = self._tile
         if flat is None:
             shape = (self.shape[0], -1) if self.alloc.kind != "hbm" else (1, -1)
-            try:
-                flat = np.reshape(self.np(), shape, copy=False)
-            except ValueError:
-                flat = False                 # remembered: this view needs a copy
+            if (self._layout or self.layout()).free_dims > 1:
+                flat = False                 # free dims that do not merge: NumPy would copy
+            else:
+                try:
+                    flat = self.np().reshape(shape, copy=False)
+                except ValueError:
+                    flat = False             # remembered: this view needs a copy
             self._tile = flat
         return None if flat is False else flat
 
-    def region(self) -> Region:
+    def region(self) -> RegionFields:
+        """The trace Region's fields (the Trace makes the Region when it is read)."""
         found = self._region
         if found is None:
-            layout = self.layout()
-            found = self._region = Region(self.alloc.kind, self.alloc.id, layout.partitions, layout.byte_range)
+            layout = self._layout or self.layout()
+            found = self._region = RegionFields(self.alloc.kind, self.alloc.id, layout.partitions, layout.byte_range)
         return found
 
-    def operand(self, role: str) -> Operand:
+    def operand(self, role: str) -> tuple:
+        """The trace Operand's fields, as a plain tuple (the Trace makes the Operand when it is read)."""
         cache = self._operands
         if cache is None:
             cache = self._operands = {}
         found = cache.get(role)
         if found is None:
-            layout = self.layout()
-            partitions = self.shape[0] if self.alloc.kind != "hbm" else 1
-            found = Operand(role, self.shape, self.dtype.name, self.alloc.kind, partitions, layout.free_elems,
-                            layout.inner_stride_bytes, layout.contiguous,
-                            partitions * layout.free_elems * self.dtype.itemsize,
-                            self.indirect is not None or self.via is not None)
-            cache[role] = found
+            layout = self._layout or self.layout()
+            kind = self.alloc.kind
+            partitions = self.shape[0] if kind != "hbm" else 1
+            found = cache[role] = (role, self.shape, self.dtype.name, kind, partitions, layout.free_elems,
+                                   layout.inner_stride_bytes, layout.contiguous,
+                                   partitions * layout.free_elems * self.dtype.storage.itemsize,
+                                   self.indirect is not None or self.via is not None, layout.run_elems)
         return found
+
+
+def _run_elems(dims: list[tuple[int, int]], indirect: bool) -> int:
+    """Elements of one contiguous piece of memory: the innermost dims merged while each one's stride
+    equals the run so far (a DMA descriptor covers one such piece). An indirect view's rows are
+    gathered, so its run never spans more than the innermost dim."""
+    run = 1
+    for size, stride in reversed(dims):
+        if size == 1:
+            continue
+        if stride != run:
+            break
+        run *= size
+        if indirect:
+            break
+    return run
 
 
 def _where() -> str:
