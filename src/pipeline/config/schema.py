@@ -93,13 +93,32 @@ class PlatformConf:
 
 
 @dataclass
+class CompilerConf:
+    """The neuronx-cc flags that change the compiled baseline's roundings (kernels.numerics); applied to both
+    sides of a comparison against `accuracy.reference=compiled`, as the contest recompiles the baseline."""
+
+    mpa: bool = True  # --enable-mixed-precision-accumulation (NxDI's default); false: --disable-...
+    auto_cast: str = "none"  # --auto-cast: none (NxDI's) | matmult
+
+
+@dataclass
+class CutpointsConf:
+    """The `cutpoints` stage: boundaries inserted into one decoder layer (and the lm_head) of the compiled baseline."""
+
+    tokens: Optional[list[int]] = None  # token counts measured; None: the workload's context buckets and 1 (decode)
+    layer: int = 0  # the decoder layer whose blocks are cut
+    lm_head_rows: int = 32  # the lm_head block runs on at most this many of the tokens (151,936 columns each)
+
+
+@dataclass
 class AccuracyConf:
-    reference: str = "baseline"  # baseline | transformers
+    reference: str = "baseline"  # baseline | compiled | transformers
     tol_map: dict[str, list[float]] = field(
         default_factory=lambda: {"all": [1e-5, 0.05], "1000": [1e-5, 0.03], "50": [1e-5, 0.03], "5": [1e-5, 0.03]}
     )
     divergence_difference_tol: float = 0.001
     num_tokens_to_check: Optional[int] = None  # None: every generated token, as the contest
+    layer_parity: bool = True  # against baseline/compiled: teacher-forced per-layer mismatch (layer_parity.json)
 
 
 @dataclass
@@ -160,6 +179,8 @@ class PipelineConf:
     parallel: ParallelConf = field(default_factory=ParallelConf)
     stages: list[str] = field(default_factory=lambda: ["compile", "accuracy", "latency", "profile", "score"])
     accuracy: AccuracyConf = field(default_factory=AccuracyConf)
+    compiler: CompilerConf = field(default_factory=CompilerConf)
+    cutpoints: CutpointsConf = field(default_factory=CutpointsConf)
     latency: LatencyConf = field(default_factory=LatencyConf)
     profile: ProfileConf = field(default_factory=ProfileConf)
     estimate: EstimateConf = field(default_factory=EstimateConf)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import kernels
 from kernels.executors import EXECUTORS
+from kernels.numerics import AUTO_CAST
 from pipeline.config.schema import ModelDimsConf, PipelineConf
 
 
@@ -68,7 +69,8 @@ BOUNDS: dict[str, Bound] = {
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("bfloat16", "float32"),
-    "accuracy.reference": ("baseline", "transformers"),
+    "accuracy.reference": ("baseline", "compiled", "transformers"),
+    "compiler.auto_cast": AUTO_CAST,
 }
 
 
