@@ -101,7 +101,7 @@ def test_a_key_added_with_plus_that_the_schema_lacks_is_an_error(override, key, 
 @pytest.mark.parametrize("stages,problem", [
     ("[score,compile]", "score needs latency earlier in stages"),
     ("[compile,score]", "score needs latency earlier in stages"),
-    ("[latency,compile]", "list each stage once, in the order compile, accuracy, latency, profile, score"),
+    ("[latency,compile]", "list each stage once, in the order compile, cutpoints, accuracy, latency, profile, score"),
     ("[compile,compile]", "list each stage once"),
 ])
 def test_stage_order_and_dependencies_fail_before_any_run(stages, problem, tmp_path):
