@@ -1,0 +1,125 @@
+"""Where compiled models live and when they can be reused.
+
+A build (the baseline or the job's kernels) compiles into `<compiled_root>/<key>/`: `traced/` (NxDI's
+`model.pt` and `neuron_config.json`), `work/` (NxDI's BASE_COMPILE_WORK_DIR: per sub-model and bucket the
+HLOs and NEFFs, `<tag>/_tp<rank>_bk<bucket>/`) and `compile.log`. The key hashes everything that changes
+the compiled graph: model, workload shapes, TP, target and compiler settings, kernel choices and params,
+and the source of the device model and of the kernels it embeds. Switching variants switches directories;
+coming back reuses the old one.
+
+neuronx-cc also caches NEFFs by graph hash in its own cache (NEURON_COMPILE_CACHE_URL), failed compilations
+included: a later compile of the same graph logs "Got a cached failed neff at <path>" and fails. Those
+entries are found in the log and removed (only inside the configured cache), then the compile is retried."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.neuron.bundle import MODEL_MODULE, closure, kernel_modules
+from pipeline.identity import digest
+
+COMPLETE = "COMPLETE"  # written after compile() returns; a directory without it is rebuilt
+POISONED = re.compile(r"Got a cached failed neff at (\S+?\.neff)")
+
+
+@dataclass(frozen=True)
+class BuildDirs:
+    root: Path
+
+    @property
+    def traced(self) -> Path:
+        return self.root / "traced"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "compile.log"
+
+    @property
+    def complete(self) -> bool:
+        return (self.root / COMPLETE).exists() and (self.traced / "model.pt").exists()
+
+    def mark_complete(self) -> None:
+        (self.root / COMPLETE).write_text("")
+
+    def traced_path(self) -> str:
+        """NxDI concatenates file names onto compiled_model_path, so it must end with a slash
+        (models/application_base.py, normalize_path)."""
+        return f"{self.traced}/"
+
+
+def compile_key(conf, choices: dict[str, str], params: dict[str, dict], buckets: list[int]) -> str:
+    """The compile-relevant part of a config, for one set of kernel choices (the job's or all-baseline)."""
+    neuron = conf.platform.neuron
+    sources = closure([MODEL_MODULE, *kernel_modules(choices)])
+    return digest({
+        "model": dataclasses.asdict(conf.model),
+        "workload": {"seq_len": conf.workload.seq_len, "batch_size": conf.workload.batch_size, "buckets": buckets},
+        "parallel": dataclasses.asdict(conf.parallel),
+        "target": conf.platform.target,
+        "compiler": {"lnc": neuron.logical_nc_config, "auto_cast": neuron.auto_cast,
+                     "mpa": neuron.mixed_precision_accumulation},
+        "kernels": choices, "params": params,
+        "sources": {name: digest(text) for name, text in sources.items()},
+    })
+
+
+def poisoned_entries(log_text: str, cache_root: Path) -> list[Path]:
+    """The cache entries (a NEFF's directory) a compile log reports as cached failures, inside cache_root."""
+    root = cache_root.resolve()
+    entries = []
+    for match in POISONED.finditer(log_text):
+        entry = Path(match.group(1)).resolve().parent
+        if root in entry.parents and entry not in entries:
+            entries.append(entry)
+    return entries
+
+
+def purge(entries: list[Path]) -> None:
+    for entry in entries:
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def captured_output(path: Path) -> Iterator[None]:
+    """stdout and stderr of this process and its children (neuronx-cc runs as a subprocess) appended to
+    `path`, at the file-descriptor level."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
