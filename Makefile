@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-all ui bench clean
+.PHONY: setup run test test-all ui bench clean hlo-schema
 
 setup: $(STAMP)
 
@@ -34,3 +34,7 @@ bench: setup
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+
+# XLA's HloModuleProto schema for the HLO FLOP-count tests (tests/hlo_schema.py says why it is extracted).
+hlo-schema: setup
+	$(PY) -m tests.hlo_schema
