@@ -333,3 +333,35 @@ def install(monkeypatch) -> None:
         sys.modules["neuronx_distributed_inference.models.qwen3_moe.modeling_qwen3_moe"]
     CALLS["compile"].clear()
     CALLS["load"].clear()
+
+
+# ---- neuron-profile (aws-neuronx-tools CLI; SDK tools/profiler/neuron-profile-user-guide.rst): `capture -n NEFF
+# [--collectives-workers-per-node N] -s NTFF` writes the NTFF (profile_rank_<i>.ntff beside it with N workers);
+# `view -n NEFF -s NTFF --output-format summary-json` prints the summary, `--output-format json --output-file F`
+# writes every event.
+PROFILER = '''#!{python}
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+value = lambda flag: args[args.index(flag) + 1] if flag in args else None
+if args[0] == "capture":
+    ntff, workers = Path(value("-s")), value("--collectives-workers-per-node")
+    names = [f"profile_rank_{{i}}.ntff" for i in range(int(workers))] if workers else [ntff.name]
+    for name in names:
+        (ntff.parent / name).write_bytes(b"NTFF" + Path(value("-n")).read_bytes())
+elif value("--output-format") == "summary-json":
+    print(json.dumps({{"summary": [{{"total_time": 0.0125, "nc_idx": 0, "tensor_engine_active_time_percent": 41.5,
+                                     "kernel": "{{}}".format(Path(value("-s")).name)}}]}}))
+else:
+    Path(value("--output-file")).write_text(json.dumps({{"summary": [], "instruction": []}}))
+'''
+
+
+def install_profiler(directory: Path, monkeypatch) -> Path:
+    """A `neuron-profile` executable on PATH."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / "neuron-profile"
+    tool.write_text(PROFILER.format(python=sys.executable))
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+    return tool

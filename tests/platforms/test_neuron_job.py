@@ -137,3 +137,18 @@ def test_device_lock_excludes_a_second_holder(tmp_path):
     second.acquire({"job": "two"})
     assert second.held
     second.release()
+
+
+def test_profile_captures_both_submodels_across_tp_workers(fakes, tracking, tmp_path, monkeypatch):
+    neuron_fakes.install_profiler(tmp_path / "bin", monkeypatch)
+    run(tmp_path, device_overrides(tmp_path, tracking, "stages=[compile,profile]", "parallel.tp_degree=2"), "a")
+    (record,) = job_runs(tracking)
+    stage = next(r for r in children(tracking, record.info.run_id) if r.info.run_name == "profile")
+    assert stage.info.status == "FINISHED"
+    assert stage.data.metrics["cte.summary.total_time"] == 0.0125
+    assert stage.data.metrics["tkg.summary.tensor_engine_active_time_percent"] == 41.5
+    files = {p.relative_to(Path(tracking["artifact_root"])).parts[-2:] for p in Path(tracking["artifact_root"]).rglob("*")
+             if p.is_file()}
+    for short in ("cte", "tkg"):
+        assert {(short, "profile_rank_0.ntff"), (short, "profile_rank_1.ntff"), (short, "summary.json"),
+                (short, "profile.json"), (short, "model.neff")} <= files

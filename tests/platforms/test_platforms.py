@@ -39,6 +39,10 @@ def test_mismatched_target_and_unexportable_choice_are_config_errors(monkeypatch
     neuron_fakes.install(monkeypatch)
     with pytest.raises(ConfigError, match="platform.target=trn2 on platform=trn3"):
         prepare(compose(tmp_path, "platform=trn3", "platform.target=trn2"), tmp_path)
+    with pytest.raises(ConfigError, match="accuracy.reference=transformers: on platform=trn3 the reference is the baseline"):
+        prepare(compose(tmp_path, "platform=trn3", "accuracy.reference=transformers"), tmp_path)
+    with pytest.raises(ConfigError, match="estimate.lnc=1 but platform.neuron.logical_nc_config=2"):
+        prepare(compose(tmp_path, "platform=trn3", "estimate.lnc=1"), tmp_path)
     with pytest.raises(ConfigError, match="stage export: kernel.router=nki_topk has no NxDI slot yet"):
         prepare(compose(tmp_path, "stages=[export]", "kernel.router=nki_topk"), tmp_path)
 

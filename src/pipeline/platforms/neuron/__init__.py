@@ -32,6 +32,13 @@ class NeuronPlatform:
             raise ConfigError(f"platform={self.name} needs its platform.neuron settings (conf/platform/{self.name}.yaml)")
         if conf.platform.target != self.name:
             raise ConfigError(f"platform.target={conf.platform.target} on platform={self.name}: they must agree")
+        if conf.accuracy.reference != "baseline":
+            raise ConfigError(f"accuracy.reference={conf.accuracy.reference}: on platform={self.name} the reference "
+                              "is the baseline compiled on the chip (accuracy.reference=baseline)")
+        if conf.estimate.lnc != conf.platform.neuron.logical_nc_config:
+            raise ConfigError(f"estimate.lnc={conf.estimate.lnc} but platform.neuron.logical_nc_config="
+                              f"{conf.platform.neuron.logical_nc_config}: the estimate beside a measurement must "
+                              "assume the chip's LNC")
         missing = unwired(dataclasses.asdict(conf.kernel))
         if missing:
             raise ConfigError(f"platform={self.name}: " + "; ".join(missing))

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,20 +107,33 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def captured_output(path: Path) -> Iterator[None]:
-    """stdout and stderr of this process and its children (neuronx-cc runs as a subprocess) appended to
-    `path`, at the file-descriptor level."""
+    """stdout and stderr of this process and its children (neuronx-cc runs as a subprocess), at the
+    file-descriptor level, appended to `path` and still shown on the console (a compile can take long)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with path.open("ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    console = os.dup(1), os.dup(2)
+    read_end, write_end = os.pipe()
+
+    def tee() -> None:
+        with path.open("ab") as log:
+            while chunk := os.read(read_end, 65536):
+                log.write(chunk)
+                log.flush()
+                os.write(console[0], chunk)
+
+    thread = threading.Thread(target=tee, name="compile-log", daemon=True)
+    thread.start()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(console[0], 1)  # closes the pipe's last write ends: the tee sees end of file
+        os.dup2(console[1], 2)
+        thread.join()
+        os.close(read_end)
+        os.close(console[0])
+        os.close(console[1])

@@ -1,10 +1,12 @@
 """Device profile of the job's build: `neuron-profile capture` of the rank-0, bucket-0 NEFF of the
-context-encoding and the token-generation sub-model (collectives across the TP workers), then
-`neuron-profile view --output-format summary-json` (and `json`, every event) per capture: the NTFFs, NEFFs
-and summaries as artifacts, each summary's numeric fields as metrics `<cte|tkg>.<field>`.
+context-encoding and the token-generation sub-model (with TP > 1 across the TP workers, which writes
+`profile_rank_<i>.ntff`), then `neuron-profile view --output-format summary-json` (its standard output) and
+`--output-format json --output-file` (every event) of rank 0's capture (SDK tools/profiler/
+neuron-profile-user-guide.rst). The NEFFs, NTFFs and both JSONs are artifacts; each summary's numeric
+fields are metrics `<cte|tkg>.<field>`.
 
-Not done yet: per-kernel times from the event JSON under the cost model's metric names (`est.<layer>.<phase>
-.time_us` beside a measured `<layer>.<phase>.time_us`): the event schema has to be read on a device first."""
+Not done yet: per-kernel times from the event JSON under the cost model's metric names (a measured
+`<layer>.<phase>.time_us` beside `est.<layer>.<phase>.time_us`): its event schema has to be read on a device."""
 from __future__ import annotations
 
 import json
@@ -19,35 +21,44 @@ from pipeline.stages.base import StageResult
 SHORT = {"context_encoding_model": "cte", "token_generation_model": "tkg"}
 
 
-def profile_commands(tool: str, neff: Path, out: Path, tp_degree: int) -> list[list[str]]:
-    """capture, summary, full JSON (SDK tools/profiler/neuron-profile-user-guide.rst)."""
-    ntff = out / "profile.ntff"
+def capture_command(tool: str, neff: Path, out: Path, tp_degree: int) -> list[str]:
     workers = ["--collectives-workers-per-node", str(tp_degree)] if tp_degree > 1 else []
-    return [
-        [tool, "capture", "-n", str(neff), *workers, "-s", str(ntff)],
-        [tool, "view", "--output-format", "summary-json", "--output-file", str(out / "summary.json"),
-         "-n", str(neff), "-s", str(_first_ntff(out, ntff))],
-        [tool, "view", "--output-format", "json", "--output-file", str(out / "profile.json"),
-         "-n", str(neff), "-s", str(_first_ntff(out, ntff))],
-    ]
+    return [tool, "capture", "-n", str(neff), *workers, "-s", str(out / "profile.ntff")]
 
 
-def _first_ntff(out: Path, default: Path) -> Path:
-    """With collectives the capture writes profile_rank_<i>.ntff; rank 0 is the one the HLO count reads."""
-    ranked = out / "profile_rank_0.ntff"
-    return ranked if ranked.exists() else default
+def rank0_ntff(out: Path) -> Path:
+    for name in ("profile_rank_0.ntff", "profile.ntff"):
+        if (out / name).exists():
+            return out / name
+    raise FileNotFoundError(f"neuron-profile capture wrote no NTFF in {out}")
 
 
 def numeric_fields(summary, prefix: str) -> dict[str, float]:
-    found = {}
+    """Every number in a summary, by its dotted path (a list counts by its first entry: the first core)."""
     if isinstance(summary, list):
-        summary = summary[0] if summary else {}
-    for key, value in (summary or {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[f"{prefix}.{key}"] = float(value)
-        elif isinstance(value, dict):
-            found |= numeric_fields(value, f"{prefix}.{key}")
+        return numeric_fields(summary[0], prefix) if summary else {}
+    if isinstance(summary, bool) or not isinstance(summary, (int, float, dict)):
+        return {}
+    if not isinstance(summary, dict):
+        return {prefix: float(summary)}
+    found = {}
+    for key, value in summary.items():
+        found |= numeric_fields(value, f"{prefix}.{key}")
     return found
+
+
+def profile_neff(tool: str, neff: Path, out: Path, tp_degree: int) -> dict:
+    """Capture and summarise one NEFF into `out`; the parsed summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(neff, out / neff.name)
+    with (out / "neuron-profile.log").open("a") as log:
+        subprocess.run(capture_command(tool, neff, out, tp_degree), check=True, stdout=log, stderr=subprocess.STDOUT)
+        view = [tool, "view", "-n", str(neff), "-s", str(rank0_ntff(out))]
+        with (out / "summary.json").open("w") as summary:
+            subprocess.run([*view, "--output-format", "summary-json"], check=True, stdout=summary, stderr=log)
+        subprocess.run([*view, "--output-format", "json", "--output-file", str(out / "profile.json")], check=True,
+                       stdout=log, stderr=subprocess.STDOUT)
+    return json.loads((out / "summary.json").read_text())
 
 
 def run(job) -> StageResult:
@@ -55,19 +66,14 @@ def run(job) -> StageResult:
     tool = job.conf.platform.neuron.profile_tool
     if shutil.which(tool) is None:
         raise RuntimeError(f"{tool} not found (aws-neuronx-tools installs it to /opt/aws/neuron/bin)")
-    out_root = job.stage_dir("profile")
     metrics = {}
     for tag in SUBMODELS:
-        neffs = sorted((build.dirs.work / tag / "_tp0_bk0").glob("*.neff"))
+        bucket = build.dirs.work / tag / "_tp0_bk0"
+        neffs = sorted(bucket.glob("*.neff"))
         if not neffs:
-            raise FileNotFoundError(f"no NEFF in {build.dirs.work / tag / '_tp0_bk0'}")
-        out = out_root / SHORT[tag]
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(neffs[0], out / neffs[0].name)
-        for command in profile_commands(tool, neffs[0], out, job.conf.parallel.tp_degree):
-            with (out / "neuron-profile.log").open("a") as log:
-                subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
-        metrics |= numeric_fields(json.loads((out / "summary.json").read_text()), SHORT[tag])
+            raise FileNotFoundError(f"no NEFF in {bucket}")
+        summary = profile_neff(tool, neffs[0], job.stage_dir("profile") / SHORT[tag], job.conf.parallel.tp_degree)
+        metrics |= numeric_fields(summary, SHORT[tag])
     return StageResult(
         metrics=metrics,
         summary=f"{job.conf.platform.name}: neuron-profile of the CTE and TKG NEFFs (rank 0, bucket 0); "
