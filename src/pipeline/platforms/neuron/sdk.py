@@ -9,8 +9,8 @@ import importlib.util
 REQUIRED = ("neuronx_distributed_inference", "neuronx_distributed", "torch_neuronx", "neuronxcc", "nki")
 HOW_TO_GET_IT = (
     "run on a Trainium instance launched from the Neuron DLAMI (SDK 2.27-2.29), "
-    "`source /opt/aws_neuronx_venv_pytorch_*_nxd_inference/bin/activate`, then `pip install -e .` "
-    "in this repository (README: Trainium)"
+    "`source /opt/aws_neuronx_venv_pytorch_*_nxd_inference/bin/activate`, then install this repository there "
+    "as README: Trainium says"
 )
 
 
@@ -23,4 +23,5 @@ def sdk_problem(platform: str) -> str | None:
     missing = missing_modules()
     if not missing:
         return None
-    return f"platform={platform} needs the Neuron SDK, which is not installed here (missing: {', '.join(missing)}); {HOW_TO_GET_IT}"
+    return (f"platform={platform} needs the Neuron SDK, which is not installed here "
+            f"(missing: {', '.join(missing)}); {HOW_TO_GET_IT}")
