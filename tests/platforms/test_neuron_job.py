@@ -42,10 +42,12 @@ def fakes(monkeypatch):
 
 
 @pytest.mark.slow
-def test_trn3_job_runs_every_stage_and_logs_to_mlflow(fakes, tracking, tmp_path):
-    job = run(tmp_path, device_overrides(tmp_path, tracking, "kernel.norm=nki_rmsnorm"), "a")
+@pytest.mark.parametrize("platform", ["trn2", "trn3"])
+def test_device_job_runs_every_stage_and_logs_to_mlflow(platform, fakes, tracking, tmp_path):
+    overrides = device_overrides(tmp_path, tracking, "kernel.norm=nki_rmsnorm", f"platform={platform}")
+    job = run(tmp_path, overrides, "a")
     (record,) = job_runs(tracking)
-    assert record.info.status == "FINISHED" and record.data.tags["platform"] == "trn3"
+    assert record.info.status == "FINISHED" and record.data.tags["platform"] == platform
     stages = sorted(children(tracking, record.info.run_id), key=lambda r: r.info.start_time)
     assert [r.info.run_name for r in stages] == STAGES and all(r.info.status == "FINISHED" for r in stages)
     # baseline first, then the job's kernels (the contest's order), each in its own keyed directory

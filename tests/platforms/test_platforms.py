@@ -72,3 +72,18 @@ def test_poisoned_entries_are_read_from_the_log_and_kept_inside_the_cache(tmp_pa
            f"INFO ||NCC_WRAPPER||: Got a cached failed neff at {cache}/neuronxcc-2.24/MODULE_1+a/model.neff. again\n"
            f"[ERROR]: Got a cached failed neff at /opt/other/MODULE_2+b/model.neff.\n")
     assert poisoned_entries(log, cache) == [(cache / "neuronxcc-2.24" / "MODULE_1+a").resolve()]
+
+
+def test_contest_workload_scores_against_the_contest_baseline_csv(tmp_path):
+    import types
+
+    from pipeline.estimate.contest import baseline_rows
+    from pipeline.platforms.neuron.score import base_figures
+
+    conf = conf_of(tmp_path, "+experiment=contest")
+    job = types.SimpleNamespace(conf=conf, prompts=[types.SimpleNamespace(index=i) for i in range(5)])
+    base, source = base_figures(job)
+    rows = baseline_rows("trn3")
+    assert source == "prompt_data_trn3.csv"
+    assert [base[i]["e2e_p99_ms"] for i in range(5)] == [r.latency_ms for r in rows]
+    assert [base[i]["throughput_tok_s"] for i in range(5)] == [r.throughput_tok_s for r in rows]
