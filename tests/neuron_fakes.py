@@ -156,6 +156,8 @@ class NeuronQwen3MoeForCausalLM(nn.Module):
         self.context_encoding_model = _SubModel()
         self.token_generation_model = _SubModel()
         self.compile_tag = None
+        # model_wrapper.py ModelWrapper.__init__ fixes each sub-model's compiler_workdir when it is built
+        self.compiler_workdir = Path(os.environ.get("BASE_COMPILE_WORK_DIR", "/tmp/nxd_model/"))
 
     @classmethod
     def get_config_cls(cls):
@@ -181,7 +183,7 @@ class NeuronQwen3MoeForCausalLM(nn.Module):
             os.write(1, f"INFO ||NCC_WRAPPER||: Got a cached failed neff at {neff}. Will skip compilation, please "
                         f"set --retry_failed_compilation for recompilation.\n".encode())
             raise RuntimeError("neuronx-cc compilation failed")
-        work = Path(os.environ.get("BASE_COMPILE_WORK_DIR", "/tmp/nxd_model/"))  # get_builder()
+        work = self.compiler_workdir
         traced = self._model_cls(self.config)
         os.write(1, f"compiler args: {self.get_compiler_args()}\n".encode())
         for tag in ("context_encoding_model", "token_generation_model"):

@@ -107,6 +107,13 @@ class NeuronSession:
 
         return model_class(build.choices, compiler_settings(self.job.conf))
 
+    def _environment(self, build: Build):
+        """NxDI reads BASE_COMPILE_WORK_DIR when it builds a model's sub-model wrappers (models/model_wrapper.py
+        ModelWrapper.__init__) and its builder (application_base.py get_builder); neuronx-cc reads its cache
+        location from NEURON_COMPILE_CACHE_URL."""
+        return environment({"BASE_COMPILE_WORK_DIR": f"{build.dirs.work}/",
+                            "NEURON_COMPILE_CACHE_URL": self.job.conf.platform.neuron.compile_cache})
+
     def _prepare(self, build: Build) -> Build:
         from neuronx_distributed_inference.utils.hf_adapter import load_pretrained_config
         from transformers import GenerationConfig
@@ -114,14 +121,15 @@ class NeuronSession:
         job = self.job
         model_path = str(job.checkpoint)
         model_cls = self._model_class(build)
-        neuron_config = model_cls.get_neuron_config_cls()(**neuron_config_kwargs(job))
-        config = model_cls.get_config_cls()(neuron_config, load_config=load_pretrained_config(model_path))
-        model = model_cls(model_path, config)
         build.dirs.root.mkdir(parents=True, exist_ok=True)
         build.cache_hit = build.dirs.complete
-        if not build.cache_hit:
-            self._compile(model, build)
-        model.load(build.dirs.traced_path())
+        with self._environment(build):
+            neuron_config = model_cls.get_neuron_config_cls()(**neuron_config_kwargs(job))
+            config = model_cls.get_config_cls()(neuron_config, load_config=load_pretrained_config(model_path))
+            model = model_cls(model_path, config)
+            if not build.cache_hit:
+                self._compile(model, build)
+            model.load(build.dirs.traced_path())
         generation_config = (GenerationConfig.from_pretrained(model_path)
                              if (Path(model_path) / "generation_config.json").exists() else GenerationConfig())
         generation_config.update(**CONTEST_GENERATION)
@@ -130,14 +138,12 @@ class NeuronSession:
 
     def _compile(self, model, build: Build) -> None:
         neuron = self.job.conf.platform.neuron
-        cache_root = Path(neuron.compile_cache)
-        env = {"BASE_COMPILE_WORK_DIR": f"{build.dirs.work}/", "NEURON_COMPILE_CACHE_URL": str(cache_root)}
         start = time.monotonic()
         for attempt in range(1, neuron.compile_retries + 2):
             build.attempts = attempt
             log.info("compile %s (key %s), attempt %d: log in %s", build.role, build.key, attempt, build.dirs.log)
             error = None
-            with environment(env), captured_output(build.dirs.log):
+            with captured_output(build.dirs.log):
                 try:
                     model.compile(build.dirs.traced_path())
                 except Exception as exc:  # the compiler's failure is reported below, with its log
@@ -146,7 +152,7 @@ class NeuronSession:
                 build.compile_s = time.monotonic() - start
                 build.dirs.mark_complete()
                 return
-            poisoned = poisoned_entries(build.dirs.log.read_text(errors="replace"), cache_root)
+            poisoned = poisoned_entries(build.dirs.log.read_text(errors="replace"), Path(neuron.compile_cache))
             if not poisoned or attempt > neuron.compile_retries:
                 raise CompileFailed(f"{build.role} compile failed ({type(error).__name__}: {error}); "
                                     f"see {build.dirs.log}") from error
