@@ -118,32 +118,45 @@ class Qwen3MoeInferenceConfig(InferenceConfig):
         return MoENeuronConfig
 
 
+def _nki_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "variance_epsilon") and not isinstance(m, CustomRMSNorm)]
+
+
 def _hlo_bytes(model: nn.Module, tag: str) -> bytes:
     """An HloModuleProto for one sub-model: a dot per decoder layer (hidden x hidden), and one
-    AwsNeuronCustomNativeKernel custom call per norm module that is not NxDI's (an NKI kernel was traced)."""
+    AwsNeuronCustomNativeKernel custom call per norm module that is not NxDI's (an NKI kernel was traced),
+    named custom-call.<id>, its backend config carrying mac_count and the kernel's name ([UNCONFIRMED] field)."""
     proto = hlo_module_class()()
     computation = proto.computations.add()
     hidden, tokens = model.hidden_size, 128 if tag == "context_encoding_model" else 1
 
     def parameter(i, dims):
-        instruction = computation.instructions.add(id=i, opcode="parameter")
+        instruction = computation.instructions.add(id=i, opcode="parameter", name=f"p.{i}")
         instruction.shape.dimensions.extend(dims)
 
     next_id = 0
     for layer in model.layers:
         parameter(next_id, [tokens, hidden])
         parameter(next_id + 1, [hidden, hidden])
-        dot = computation.instructions.add(id=next_id + 2, opcode="dot", operand_ids=[next_id, next_id + 1])
+        dot = computation.instructions.add(id=next_id + 2, opcode="dot", operand_ids=[next_id, next_id + 1],
+                                           name=f"dot.{next_id + 2}")
         dot.dot_dimension_numbers.lhs_contracting_dimensions.append(1)
         dot.dot_dimension_numbers.rhs_contracting_dimensions.append(0)
         next_id += 3
-    norms = [m for m in model.modules() if hasattr(m, "variance_epsilon") and not isinstance(m, CustomRMSNorm)]
-    for _ in norms:
-        config = base64.b64encode(json.dumps({"mac_count": tokens * hidden}).encode())
+    for norm in _nki_norms(model):
+        kernel = getattr(norm.kernel, "func", norm.kernel).__name__
+        config = base64.b64encode(json.dumps({"mac_count": tokens * hidden, "kernel_name": kernel}).encode())
         computation.instructions.add(id=next_id, opcode="custom-call", custom_call_target="AwsNeuronCustomNativeKernel",
-                                     backend_config=config)
+                                     backend_config=config, name=f"custom-call.{next_id}")
         next_id += 1
     return proto.SerializeToString()
+
+
+def _neff_bytes(model: nn.Module, tag: str) -> bytes:
+    """A stand-in NEFF: the HLO names of its NKI custom calls (the fake profiler replays them)."""
+    names = [i.name for c in hlo_module_class().FromString(_hlo_bytes(model, tag)).computations
+             for i in c.instructions if i.opcode == "custom-call"]
+    return json.dumps({"tag": tag, "nki_calls": names}).encode()
 
 
 class NeuronQwen3MoeForCausalLM(nn.Module):
@@ -191,7 +204,7 @@ class NeuronQwen3MoeForCausalLM(nn.Module):
                 directory = work / tag / f"_tp{rank}_bk0"
                 directory.mkdir(parents=True, exist_ok=True)
                 (directory / "model.MODULE_1+2.hlo_module.pb").write_bytes(_hlo_bytes(traced, tag))
-                (directory / "model.neff").write_bytes(b"NEFF" + tag.encode())
+                (directory / "model.neff").write_bytes(_neff_bytes(traced, tag))
         self.config.save(compiled_model_path)
         Path(compiled_model_path, "model.pt").write_bytes(b"torchscript")
 
@@ -354,8 +367,14 @@ if args[0] == "capture":
 elif value("--output-format") == "summary-json":
     print(json.dumps({{"summary": [{{"total_time": 0.0125, "nc_idx": 0, "tensor_engine_active_time_percent": 41.5,
                                      "kernel": "{{}}".format(Path(value("-s")).name)}}]}}))
-else:
-    Path(value("--output-file")).write_text(json.dumps({{"summary": [], "instruction": []}}))
+else:  # each NKI call: two instructions, 1.5 us + 0.5 us starting 2 us apart (span 2.5 us); one dot besides
+    calls = json.loads(Path(value("-n")).read_text())["nki_calls"]
+    events = [{{"timestamp": 1000, "duration": 900, "hlo_name": "%dot.2 = dot(%p.0, %p.1)", "opcode": "MATMUL"}}]
+    for i, name in enumerate(calls):
+        start = 10000 * (i + 1)
+        events += [{{"timestamp": start, "duration": 1500, "hlo_name": f"%{{name}} = custom-call(%add.1)"}},
+                   {{"timestamp": start + 2000, "duration": 500, "hlo_name": f"%{{name}} = custom-call(%add.1)"}}]
+    Path(value("--output-file")).write_text(json.dumps({{"summary": [], "instruction": events}}))
 '''
 
 

@@ -69,3 +69,26 @@ def test_find_hlos_reads_rank0_bucket0_of_each_submodel(tmp_path):
     (tmp_path / "token_generation_model" / "_tp0_bk0" / "model.MODULE_9+1.hlo_module.pb").unlink()
     with pytest.raises(FileNotFoundError, match="found 0"):
         find_hlos(tmp_path)
+
+
+def test_kernel_times_attribute_profile_events_to_the_slots_nki_calls():
+    from pipeline.platforms.neuron.kernel_times import kernel_time_metrics, nki_calls
+
+    module = HloModuleProto(name="m")
+    main = module.computations.add(name="main")
+    add(main, 1, "custom-call", custom_call_target="AwsNeuronCustomNativeKernel", name="custom-call.1",
+        backend_config=base64.b64encode(b'{"mac_count": 5, "kernel_name": "rmsnorm"}'))
+    add(main, 2, "custom-call", custom_call_target="AwsNeuronCustomNativeKernel", name="custom-call.2",
+        backend_config=base64.b64encode(b'{"mac_count": 5, "kernel_name": "rmsnorm_v2"}'))
+    add(main, 3, "custom-call", custom_call_target="AwsNeuronRmsNorm", name="custom-call.3")
+    calls = nki_calls(module, {"norm": "nki_rmsnorm", "router": "baseline"})
+    assert calls == {"custom-call.1": "norm", "custom-call.2": "nki_other"}
+    events = [
+        {"timestamp": 100, "duration": 50, "hlo_name": "%custom-call.1 = custom-call(%x)"},
+        {"timestamp": 1000, "duration": 4000, "hlo_name": "%custom-call.1 = custom-call(%x)"},  # span 100..5000 ns
+        {"timestamp": 0, "duration": 9999, "hlo_name": "%custom-call.3 = custom-call(%x)"},      # not NKI
+        {"timestamp": 0, "duration": 7, "hlo_name": "%dot.4 = dot(%a, %custom-call.1)"},        # uses, not runs it
+        {"timestamp": 10, "duration": 20},
+    ]
+    assert kernel_time_metrics(events, calls, "token") == {
+        "norm.token.time_us": 4.9, "norm.token.calls": 1, "norm.token.total_us": 4.9}

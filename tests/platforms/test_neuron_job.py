@@ -143,12 +143,20 @@ def test_device_lock_excludes_a_second_holder(tmp_path):
 
 def test_profile_captures_both_submodels_across_tp_workers(fakes, tracking, tmp_path, monkeypatch):
     neuron_fakes.install_profiler(tmp_path / "bin", monkeypatch)
-    run(tmp_path, device_overrides(tmp_path, tracking, "stages=[compile,profile]", "parallel.tp_degree=2"), "a")
+    overrides = device_overrides(tmp_path, tracking, "stages=[compile,profile]", "parallel.tp_degree=2",
+                                 "kernel.norm=nki_rmsnorm")
+    run(tmp_path, overrides, "a")
     (record,) = job_runs(tracking)
     stage = next(r for r in children(tracking, record.info.run_id) if r.info.run_name == "profile")
     assert stage.info.status == "FINISHED"
     assert stage.data.metrics["cte.summary.total_time"] == 0.0125
     assert stage.data.metrics["tkg.summary.tensor_engine_active_time_percent"] == 41.5
+    layers = 2 * 4 + 1  # the tiny model's decoder and final norms, one NKI call each per graph
+    for phase in ("context", "token"):  # measured per call beside the cost model's estimate of one call
+        assert stage.data.metrics[f"norm.{phase}.time_us"] == 2.5
+        assert stage.data.metrics[f"norm.{phase}.calls"] == layers
+        assert stage.data.metrics[f"est.norm.{phase}.time_us"] > 0
+    assert not [k for k in stage.data.metrics if k.startswith("nki_other")]
     files = {p.relative_to(Path(tracking["artifact_root"])).parts[-2:] for p in Path(tracking["artifact_root"]).rglob("*")
              if p.is_file()}
     for short in ("cte", "tkg"):

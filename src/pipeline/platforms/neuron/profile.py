@@ -3,10 +3,9 @@ context-encoding and the token-generation sub-model (with TP > 1 across the TP w
 `profile_rank_<i>.ntff`), then `neuron-profile view --output-format summary-json` (its standard output) and
 `--output-format json --output-file` (every event) of rank 0's capture (SDK tools/profiler/
 neuron-profile-user-guide.rst). The NEFFs, NTFFs and both JSONs are artifacts; each summary's numeric
-fields are metrics `<cte|tkg>.<field>`.
-
-Not done yet: per-kernel times from the event JSON under the cost model's metric names (a measured
-`<layer>.<phase>.time_us` beside `est.<layer>.<phase>.time_us`): its event schema has to be read on a device."""
+fields are metrics `<cte|tkg>.<field>`; measured time per NKI kernel call (kernel_times.py) is
+`<layer>.<phase>.time_us`, beside the cost model's `est.<layer>.<phase>.time_us` of the same config
+(the CPU profile stage's Trainium estimate, logged in the same run)."""
 from __future__ import annotations
 
 import json
@@ -14,11 +13,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pipeline.platforms.neuron.hlo import SUBMODELS
+from kernels.types import Phase
+from pipeline.platforms.neuron.hlo import SUBMODELS, find_hlos, parse_hlo
+from pipeline.platforms.neuron.kernel_times import kernel_time_metrics, nki_calls
 from pipeline.platforms.neuron.session import CANDIDATE
 from pipeline.stages.base import StageResult
+from pipeline.stages.profile import trainium_profile
 
 SHORT = {"context_encoding_model": "cte", "token_generation_model": "tkg"}
+PHASES = {"context_encoding_model": Phase.CONTEXT.value, "token_generation_model": Phase.TOKEN.value}
 
 
 def capture_command(tool: str, neff: Path, out: Path, tp_degree: int) -> list[str]:
@@ -66,16 +69,21 @@ def run(job) -> StageResult:
     tool = job.conf.platform.neuron.profile_tool
     if shutil.which(tool) is None:
         raise RuntimeError(f"{tool} not found (aws-neuronx-tools installs it to /opt/aws/neuron/bin)")
-    metrics = {}
-    for tag in SUBMODELS:
-        bucket = build.dirs.work / tag / "_tp0_bk0"
-        neffs = sorted(bucket.glob("*.neff"))
+    out = job.stage_dir("profile")
+    metrics, measured = {}, {}
+    for tag, hlo in zip(SUBMODELS, find_hlos(build.dirs.work)):
+        neffs = sorted(hlo.parent.glob("*.neff"))
         if not neffs:
-            raise FileNotFoundError(f"no NEFF in {bucket}")
-        summary = profile_neff(tool, neffs[0], job.stage_dir("profile") / SHORT[tag], job.conf.parallel.tp_degree)
+            raise FileNotFoundError(f"no NEFF in {hlo.parent}")
+        summary = profile_neff(tool, neffs[0], out / SHORT[tag], job.conf.parallel.tp_degree)
         metrics |= numeric_fields(summary, SHORT[tag])
+        events = json.loads((out / SHORT[tag] / "profile.json").read_text()).get("instruction", [])
+        measured |= kernel_time_metrics(events, nki_calls(parse_hlo(hlo), build.choices), PHASES[tag])
+    est_metrics, est_summary = trainium_profile(job, out)
+    times = ", ".join(f"{k.removesuffix('.time_us')} {v:.1f} us" for k, v in measured.items() if k.endswith(".time_us"))
     return StageResult(
-        metrics=metrics,
-        summary=f"{job.conf.platform.name}: neuron-profile of the CTE and TKG NEFFs (rank 0, bucket 0); "
-                f"{len(metrics)} summary figures; per-kernel times not extracted yet",
+        metrics={**metrics, **measured, **est_metrics},
+        headline={k: v for k, v in {**measured, **est_metrics}.items() if k.endswith(".time_us")},
+        summary=f"{job.conf.platform.name}: neuron-profile of the CTE and TKG NEFFs (rank 0, bucket 0): "
+                f"{times or 'no NKI kernel call'} | {est_summary}",
     )
