@@ -3,7 +3,6 @@ retry on a poisoned compile cache, the device lock, artifacts and metrics in MLf
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from pipeline.platforms.neuron.lock import DeviceBusy, DeviceLock
 from pipeline.runner import JobFailed, prepare, run_job

@@ -24,7 +24,8 @@ MPA_ON, MPA_OFF = "--enable-mixed-precision-accumulation", "--disable-mixed-prec
 
 def compiler_args(nxdi_args, settings):
     """NxDI's compiler args with the config's numerics settings: --auto-cast and mixed-precision accumulation."""
-    args = nxdi_args.replace(f"--auto-cast={NXDI_COMPILER_SETTINGS['auto_cast']}", f"--auto-cast={settings['auto_cast']}")
+    nxdi_auto_cast = f"--auto-cast={NXDI_COMPILER_SETTINGS['auto_cast']}"
+    args = nxdi_args.replace(nxdi_auto_cast, f"--auto-cast={settings['auto_cast']}")
     if not settings["mixed_precision_accumulation"]:
         args = args.replace(MPA_ON, MPA_OFF)
     return args

@@ -29,7 +29,8 @@ class NeuronPlatform:
         if problem:
             raise PlatformUnavailable(problem)
         if conf.platform.neuron is None:
-            raise ConfigError(f"platform={self.name} needs its platform.neuron settings (conf/platform/{self.name}.yaml)")
+            raise ConfigError(f"platform={self.name} needs its platform.neuron settings "
+                              f"(conf/platform/{self.name}.yaml)")
         if conf.platform.target != self.name:
             raise ConfigError(f"platform.target={conf.platform.target} on platform={self.name}: they must agree")
         if conf.accuracy.reference != "baseline":

@@ -75,6 +75,7 @@ def run(job) -> StageResult:
         metrics={"passed": float(all_passed), **metrics},
         headline={"passed": float(all_passed)},
         tags={"accuracy.gate": "passed" if all_passed else "failed", "accuracy.reference": "compiled baseline"},
-        summary=f"{'PASSED' if all_passed else 'FAILED'} vs the compiled baseline: {passed_count}/{len(report)} prompts",
+        summary=(f"{'PASSED' if all_passed else 'FAILED'} vs the compiled baseline: "
+                 f"{passed_count}/{len(report)} prompts"),
         data={"passed": all_passed, "per_prompt": {r["prompt"]: r["passed"] for r in report}},
     )

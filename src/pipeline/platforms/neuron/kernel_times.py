@@ -25,7 +25,8 @@ HLO_NAME = re.compile(r"^%?([\w.\-]+)")
 
 def nki_calls(module, choices: dict[str, str]) -> dict[str, str]:
     """HLO instruction name -> layer (or "nki_other") of every NKI custom call in the module."""
-    functions = {DEVICE_KERNELS[(layer, name)][1]: layer for layer, name in choices.items() if (layer, name) in DEVICE_KERNELS}
+    functions = {DEVICE_KERNELS[(layer, name)][1]: layer
+                 for layer, name in choices.items() if (layer, name) in DEVICE_KERNELS}
     calls = {}
     for computation in module.computations:
         for instruction in computation.instructions:
