@@ -87,3 +87,20 @@ def test_contest_workload_scores_against_the_contest_baseline_csv(tmp_path):
     assert source == "prompt_data_trn3.csv"
     assert [base[i]["e2e_p99_ms"] for i in range(5)] == [r.latency_ms for r in rows]
     assert [base[i]["throughput_tok_s"] for i in range(5)] == [r.throughput_tok_s for r in rows]
+
+
+def test_compile_log_takes_children_output_and_does_not_wait_for_stragglers(tmp_path, monkeypatch):
+    import subprocess
+    import time
+
+    from pipeline.platforms.neuron import cache
+
+    monkeypatch.setattr(cache, "TEE_DRAIN_S", 0.5)
+    log = tmp_path / "compile.log"
+    start = time.monotonic()
+    with cache.captured_output(log):
+        subprocess.run(["echo", "from neuronx-cc"], check=True)
+        straggler = subprocess.Popen(["sleep", "5"])  # inherits the log's pipe, outlives the compile
+    assert time.monotonic() - start < 3
+    straggler.kill()
+    assert log.read_text() == "from neuronx-cc\n"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -26,7 +27,9 @@ from pathlib import Path
 from model.neuron.bundle import MODEL_MODULE, closure, kernel_modules
 from pipeline.identity import digest
 
+TEE_DRAIN_S = 10.0  # how long the compile log's tee may take to drain after the compile returns
 COMPLETE = "COMPLETE"  # written after compile() returns; a directory without it is rebuilt
+log = logging.getLogger(__name__)
 POISONED = re.compile(r"Got a cached failed neff at (\S+?\.neff)")
 
 
@@ -131,9 +134,12 @@ def captured_output(path: Path) -> Iterator[None]:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(console[0], 1)  # closes the pipe's last write ends: the tee sees end of file
+        os.dup2(console[0], 1)  # closes our write ends of the pipe: the tee sees end of file
         os.dup2(console[1], 2)
-        thread.join()
-        os.close(read_end)
-        os.close(console[0])
+        thread.join(TEE_DRAIN_S)
+        if thread.is_alive():  # a child that outlived the compile still holds the pipe: leave the tee to it
+            log.warning("a process started by the compile still writes to %s", path)
+        else:
+            os.close(read_end)
+            os.close(console[0])
         os.close(console[1])
