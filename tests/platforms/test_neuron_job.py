@@ -142,9 +142,12 @@ def test_device_lock_excludes_a_second_holder(tmp_path):
 
 def test_profile_captures_both_submodels_across_tp_workers(fakes, tracking, tmp_path, monkeypatch):
     neuron_fakes.install_profiler(tmp_path / "bin", monkeypatch)
-    overrides = device_overrides(tmp_path, tracking, "stages=[compile,profile]", "parallel.tp_degree=2",
+    overrides = device_overrides(tmp_path, tracking, "stages=[compile,profile,latency]", "parallel.tp_degree=2",
                                  "kernel.norm=nki_rmsnorm")
     run(tmp_path, overrides, "a")
+    # compile loads both builds; profile drops them for the capture; latency loads the job's build again
+    assert [path for _, path in fakes["load"]] == [path for _, path in fakes["compile"]] + [fakes["compile"][1][1]]
+    assert len(fakes["compile"]) == 2
     (record,) = job_runs(tracking)
     stage = next(r for r in children(tracking, record.info.run_id) if r.info.run_name == "profile")
     assert stage.info.status == "FINISHED"

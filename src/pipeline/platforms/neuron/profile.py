@@ -5,7 +5,8 @@ context-encoding and the token-generation sub-model (with TP > 1 across the TP w
 neuron-profile-user-guide.rst). The NEFFs, NTFFs and both JSONs are artifacts; each summary's numeric
 fields are metrics `<cte|tkg>.<field>`; measured time per NKI kernel call (kernel_times.py) is
 `<layer>.<phase>.time_us`, beside the cost model's `est.<layer>.<phase>.time_us` of the same config
-(the CPU profile stage's Trainium estimate, logged in the same run)."""
+(the CPU profile stage's Trainium estimate, logged in the same run). The job's loaded models are dropped
+first: the capture needs the NeuronCores; a later stage reloads what it needs."""
 from __future__ import annotations
 
 import json
@@ -65,10 +66,12 @@ def profile_neff(tool: str, neff: Path, out: Path, tp_degree: int) -> dict:
 
 
 def run(job) -> StageResult:
-    build = job.platform.session(job).build(CANDIDATE)
     tool = job.conf.platform.neuron.profile_tool
     if shutil.which(tool) is None:
         raise RuntimeError(f"{tool} not found (aws-neuronx-tools installs it to /opt/aws/neuron/bin)")
+    session = job.platform.session(job)
+    build = session.build(CANDIDATE)
+    session.unload()  # the capture runs the NEFF in its own process, on the cores our models hold
     out = job.stage_dir("profile")
     metrics, measured = {}, {}
     for tag, hlo in zip(SUBMODELS, find_hlos(build.dirs.work)):

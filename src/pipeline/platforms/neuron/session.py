@@ -10,6 +10,7 @@ for batch 1 without padding), so a checkpoint needs no tokenizer files."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import socket
 import time
@@ -159,6 +160,13 @@ class NeuronSession:
             log.warning("poisoned compile cache: purging %s and retrying", ", ".join(map(str, poisoned)))
             purge(poisoned)
             build.purged += [str(p) for p in poisoned]
+
+    def unload(self) -> None:
+        """Drop the loaded models so another process (neuron-profile capture) can have the NeuronCores; a later
+        stage that needs a build loads it again from its complete directory. [UNCONFIRMED on a device] that
+        dropping the last reference releases the cores."""
+        self.builds.clear()
+        gc.collect()
 
     def close(self) -> None:
         self.lock.release()
