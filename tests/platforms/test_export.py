@@ -3,6 +3,7 @@ without any of this repository's packages), defines NeuronQwen3MoeForCausalLM on
 config's choices, and its embedded kernels behave exactly as the CPU home's on the interpreter."""
 import ast
 import importlib
+import inspect
 import sys
 import types
 
@@ -107,6 +108,8 @@ def test_exported_kernel_behaves_exactly_as_the_cpu_homes(contest_import, tmp_pa
     export(tmp_path)
     qwen = contest_import.load()
     exported = sys.modules[f"{BUNDLE_PACKAGE}.{KERNEL}"].rmsnorm
+    # genuine nki.jit reads a kernel's source: the embedded module serves it as the file does
+    assert inspect.getsource(exported.func) == inspect.getsource(contest_import.home.rmsnorm.func)
     ours = nki_cpu.run_kernel(exported, x, weight, 1e-6, target="trn3")
     home = nki_cpu.run_kernel(contest_import.home.rmsnorm, x, weight, 1e-6, target="trn3")
     assert torch.equal(ours.outputs, home.outputs)
