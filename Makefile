@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-all ui bench clean hlo-schema
+.PHONY: setup run test test-all ui bench calibrate clean hlo-schema
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ ui: setup
 
 bench: setup
 	$(PY) benchmarks/run.py $(ARGS)
+
+# The cost model against published device measurements; SOURCES=<dir of git checkouts> runs the originals too.
+calibrate: setup
+	$(PY) -m pipeline.calibrate $(if $(SOURCES),--sources $(SOURCES)) $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -14,8 +14,8 @@ Module map: dtypes (types, rounding), tensor (NkiTensor views, access patterns),
 allocations, capacity), targets (per-target limits), checks (kernel source lines, failing),
 errors, ops (ALU operators, activation functions), context (the running launch), runtime (jit,
 simulate, grid, run_kernel, recording), gang (grid instances meeting at sendrecv), language /
-language_ops (nl), isa/ (nisa by family), install / facade / kernel_typing (the `nki` package
-shim), trace (the trace contract).
+language_ops (nl), isa/ (nisa by family), install / facade / kernel_typing / compiler (the `nki`
+package shim), legacy (`neuronxcc.nki`), loader (kernel files), trace (the trace contract).
 
 Numerics: operands are read as fp32, computed in fp32 and rounded once to dst.dtype (round to
 nearest even; bf16/fp8 via ml_dtypes; float -> int rounds to nearest even, NaN -> 0, saturates);
@@ -31,14 +31,19 @@ NOT covered (calling these raises NotImplementedError naming the API, or is docu
   tensor_copy_dynamic_src/dst, activate2 and topk (0.4+/0.6), core_barrier over a subset of the
   program instances; nki.collectives.
 - nl: gather_flattened, random_seed, dropout, ceil/floor/trunc, nl.matmul(transpose_x=False)
-  (as on NKI 0.3/0.4), softmax over a non-last axis, nl.fori_loop/while_loop (0.6).
+  (as on NKI 0.3/0.4; `neuronxcc.nki` computes it), softmax over a non-last axis,
+  nl.fori_loop/while_loop (0.6).
 - NkiTensor 0.5+ view methods (slice, select, permute, broadcast, rearrange, indirect, ...);
   indexing with a tensor (use .ap(scalar_offset=...)); vector_offset outside DMA instructions.
 - Packed MX dtypes (float8_*_x4, float4_e2m1fn_x4) are moved bit-exactly but never computed on.
 - Scheduling: kernel.with_schedule(...) and nl.no_reorder() are accepted and ignored; instructions
   return None, so NkiInstruction handles (.depends_on) do not exist; name= is recorded in the trace.
-- Beta 1 kernels (`neuronxcc.nki`, nl.arange/mgrid, mask=, nki.simulate_kernel/benchmark/baremetal).
-  `import neuronxcc.nki.typing` (router_topk) works after install(alias_neuronxcc_typing=True).
+- Beta 1 (`neuronxcc.nki`) only as far as public calibration kernels use it: install() makes
+  `neuronxcc.nki`, `.language`, `.isa`, `.typing`, `.compiler` resolve here (unless a real neuronxcc
+  is importable); nl.load/nl.store, value-returning nl.matmul (transpose_x=False transposes on
+  TensorE), nl.par_dim as a leading partition dim, ncc.sbuf/psum alloc helpers (placement ignored)
+  work. Not: block dims before the partition dim, value-returning nisa instructions,
+  nl.arange/mgrid, mask=, tile `+=`, nki.simulate_kernel/benchmark/baremetal.
 - Hardware rules not checked: DMA descriptor/queue limits, VectorE/ScalarE 64K (SBUF) / 4K (PSUM)
   free sizes, alignment of address= offsets other than PSUM banks, fp8 double_row tiling limits,
   engine-specific dtype restrictions beyond those listed in the instruction modules.

@@ -19,7 +19,7 @@ class Launch:
     def __init__(self, target: Target, kernel_name: str, grid: tuple[int, ...] = (), keep_trace: bool = True):
         self.target = target
         self.keep_trace = keep_trace
-        self.memory = MemoryTracker(target)
+        self.memory = MemoryTracker(target, track=keep_trace)
         self.grid = grid
         self.program_id: tuple[int, ...] = ()
         self.trace = Trace(kernel=kernel_name, target=target.name, grid=grid,
@@ -63,12 +63,16 @@ class Launch:
 
     def record(self, op: str, engine: str, site: tuple[str, int], operands: tuple, reads: tuple, writes: tuple,
                attrs: dict, dma_bytes: int = 0, macs: int = 0) -> None:
+        self.memory.access(site, reads, writes)
         if not self.keep_trace:
             return
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
 
     def finish(self) -> Trace:
+        """The trace, once every instance's SBUF/PSUM live ranges have been checked against capacity."""
+        for tracker in self._trackers:
+            tracker.check()
         self.trace.peak_sbuf_bytes = max(t.peak["sbuf"] for t in self._trackers)
         self.trace.peak_psum_bytes = max(t.peak["psum"] for t in self._trackers)
         return self.trace

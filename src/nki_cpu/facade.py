@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import isa, kernel_typing, language
+from . import compiler, isa, kernel_typing, language
 from .errors import NkiUnsupportedError
 from .runtime import jit, simulate
 
@@ -25,4 +25,4 @@ profile = _beta1_only("profile")
 baremetal = _beta1_only("baremetal")
 simulate_kernel = _beta1_only("simulate_kernel")
 
-__all__ = ["jit", "simulate", "language", "isa", "typing", "tensor", "dtype"]
+__all__ = ["jit", "simulate", "language", "isa", "typing", "compiler", "tensor", "dtype"]

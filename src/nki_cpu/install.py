@@ -1,8 +1,10 @@
-"""Making `import nki` resolve to the interpreter, unless a genuine NKI package is installed.
+"""Making `import nki` (and the legacy `import neuronxcc.nki`) resolve to the interpreter.
 
 PyPI's `nki` is a placeholder whose import raises ImportError: it is not genuine, and the
 interpreter takes its place. A package that imports and provides `jit`, `language` and `isa`
-is genuine and is left alone.
+is genuine and is left alone. Beta 1 kernels import `neuronxcc.nki`, `.language`, `.isa`: these
+resolve to the same interpreter unless a real `neuronxcc` (the Neuron compiler) is importable,
+in which case it is left alone as well. The stand-in `neuronxcc` carries `__nki_cpu__ = True`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import sys
 import types
 from dataclasses import dataclass
 
-SHIM_MODULES = ("nki", "nki.language", "nki.isa", "nki.isa.constants", "nki.typing")
+SHIM_MODULES = ("nki", "nki.language", "nki.isa", "nki.isa.constants", "nki.typing", "nki.compiler")
+LEGACY_MODULES = ("neuronxcc", "neuronxcc.nki", "neuronxcc.nki.language", "neuronxcc.nki.isa",
+                  "neuronxcc.nki.typing", "neuronxcc.nki.compiler")
 
 
 @dataclass(frozen=True)
@@ -46,17 +50,10 @@ def _forget_nki() -> None:
         del sys.modules[name]
 
 
-def install(alias_neuronxcc_typing: bool = False) -> InstallResult:
-    """Register the interpreter as `nki` unless a genuine NKI package is importable.
-
-    alias_neuronxcc_typing: also make `import neuronxcc.nki.typing` work (router_topk still imports
-    it) when no real neuronxcc is importable. Opt-in, because a stand-in `neuronxcc` module would
-    make code that probes for the Neuron compiler believe it is installed.
-    """
+def install() -> InstallResult:
+    """Register the interpreter as `nki` unless a genuine NKI package is importable."""
     loaded = sys.modules.get("nki")
     if _is_shim(loaded):
-        if alias_neuronxcc_typing:
-            _alias_neuronxcc_typing()
         return InstallResult(True, "nki_cpu", "already installed")
     if _is_genuine(loaded):
         return InstallResult(False, "genuine", f"genuine nki already imported from {getattr(loaded, '__file__', '?')}")
@@ -76,41 +73,44 @@ def install(alias_neuronxcc_typing: bool = False) -> InstallResult:
             reason = "the installed nki lacks jit/language/isa"
         _forget_nki()
     _register()
-    if alias_neuronxcc_typing:
-        _alias_neuronxcc_typing()
     return InstallResult(True, "nki_cpu", reason)
 
 
 def uninstall() -> None:
-    """Remove the interpreter's `nki` modules; a genuine `nki` is never touched."""
+    """Remove the interpreter's `nki` (and stand-in `neuronxcc`) modules; genuine ones are never touched."""
     if not _is_shim(sys.modules.get("nki")):
         return
     for name in SHIM_MODULES:
         sys.modules.pop(name, None)
+    if _is_shim(sys.modules.get("neuronxcc")):
+        for name in LEGACY_MODULES:
+            sys.modules.pop(name, None)
 
 
 def _register() -> None:
-    from . import facade, isa, kernel_typing, language
+    from . import compiler, facade, isa, kernel_typing, language
     from .isa import constants
     sys.modules.update({
         "nki": facade, "nki.language": language, "nki.isa": isa, "nki.isa.constants": constants,
-        "nki.typing": kernel_typing,
+        "nki.typing": kernel_typing, "nki.compiler": compiler,
     })
+    if not _neuronxcc_importable():
+        from . import legacy
+        neuronxcc = types.ModuleType("neuronxcc")
+        neuronxcc.__nki_cpu__ = True
+        neuronxcc.nki = legacy.NKI
+        sys.modules.update({
+            "neuronxcc": neuronxcc, "neuronxcc.nki": legacy.NKI, "neuronxcc.nki.language": legacy.LANGUAGE,
+            "neuronxcc.nki.isa": isa, "neuronxcc.nki.typing": kernel_typing, "neuronxcc.nki.compiler": compiler,
+        })
 
 
-def _alias_neuronxcc_typing() -> None:
-    if "neuronxcc.nki.typing" in sys.modules:
-        return
+def _neuronxcc_importable() -> bool:
+    """A real Neuron compiler package (not an earlier stand-in) can be imported."""
+    loaded = sys.modules.get("neuronxcc")
+    if loaded is not None:
+        return not _is_shim(loaded)
     try:
-        importlib.import_module("neuronxcc.nki.typing")
-        return
-    except ImportError:
-        pass
-    from . import kernel_typing
-    for name in ("neuronxcc", "neuronxcc.nki"):
-        stand_in = types.ModuleType(name)
-        stand_in.__nki_cpu__ = True
-        sys.modules[name] = stand_in
-    sys.modules["neuronxcc.nki"].typing = kernel_typing
-    sys.modules["neuronxcc"].nki = sys.modules["neuronxcc.nki"]
-    sys.modules["neuronxcc.nki.typing"] = kernel_typing
+        return importlib.util.find_spec("neuronxcc") is not None
+    except (ImportError, ValueError):
+        return False

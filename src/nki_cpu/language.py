@@ -7,6 +7,7 @@ are re-exported here.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from typing import Any
 
@@ -30,7 +31,25 @@ globals().update(OPS)
 
 
 class NKIObject:
-    """Base class kernels may subclass for plain data holders."""
+    """Base class of kernel data holders, with the NKI front end's constructor semantics.
+
+    The front end (KLR, leanprover/KLR KLR/NKI/Classes.lean `genInitStandard`) gives a class
+    with fields `x: int` and `y: int = 1` the constructor `__init__(self, x=None, y=1)`: a field
+    without a default defaults to None, for `@dataclass` classes as for plain ones. Giving every
+    annotated field without a value a None default when the subclass is created makes Python's
+    `@dataclass` (applied afterwards) generate that same constructor. Plain subclasses take the
+    fields as keyword arguments (nki.language stub: `NKIObject.__init__(self, **kwargs)`).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in inspect.get_annotations(cls):
+            if name not in cls.__dict__:
+                setattr(cls, name, None)
+
+    def __init__(self, **kwargs):
+        for name, value in kwargs.items():
+            setattr(self, name, value)
 
 
 def _buffer_of(buffer) -> Buffer:
@@ -171,6 +190,12 @@ def _range(start, stop, step) -> range:
     if stop is None:
         return range(int(start))
     return range(int(start), int(stop), int(step))
+
+
+def par_dim(size):
+    """Beta 1 partition-dim marker: the size itself (the NKI front end, KLR, defines it as identity).
+    Only a leading partition dim is interpreted; block dims before it are not."""
+    return size
 
 
 def ds(start, size) -> slice:

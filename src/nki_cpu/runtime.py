@@ -39,16 +39,17 @@ class KernelRun:
 class JitKernel:
     """What @nki.jit returns: call it, subscript it with a grid, or hand it to nki.simulate."""
 
-    def __init__(self, func: Callable, target: str | None = None, options: dict | None = None):
+    def __init__(self, func: Callable, target: str | None = None, options: dict | None = None, grid=None):
         self.func = func
         self.target = target
         self.options = options or {}
+        self.grid = _normalise_grid(grid) if grid is not None else ()    # @nki.jit(grid=...): called without brackets
         functools.update_wrapper(self, func)
 
     def __call__(self, *args, **kwargs):
         if context.active() is not None:      # called from another kernel: inline, like a sub-kernel
             return self.func(*args, **kwargs)
-        return launch(self.func, args, kwargs, grid=(), target=self.target).outputs
+        return launch(self.func, args, kwargs, grid=self.grid, target=self.target).outputs
 
     def __getitem__(self, grid) -> "GridKernel":
         return GridKernel(self, _normalise_grid(grid))
@@ -69,11 +70,11 @@ class GridKernel:
         return launch(self.kernel.func, args, kwargs, grid=self.grid, target=self.kernel.target).outputs
 
 
-def jit(func: Callable | None = None, mode: str = "auto", platform_target: str | None = None, **options):
-    """@nki.jit, @nki.jit() and @nki.jit(platform_target=...) (0.2) all work."""
+def jit(func: Callable | None = None, mode: str = "auto", platform_target: str | None = None, grid=None, **options):
+    """@nki.jit, @nki.jit() and @nki.jit(platform_target=..., grid=...) (0.2) all work."""
     if func is None:
-        return lambda f: JitKernel(f, platform_target, {"mode": mode, **options})
-    return JitKernel(func, platform_target, {"mode": mode, **options})
+        return lambda f: JitKernel(f, platform_target, {"mode": mode, **options}, grid)
+    return JitKernel(func, platform_target, {"mode": mode, **options}, grid)
 
 
 def simulate(kernel) -> Callable:
@@ -90,6 +91,8 @@ def run_kernel(kernel, *args, target: str | None = "trn2", grid=None, **kwargs) 
     if isinstance(kernel, GridKernel):
         grid = kernel.grid if grid is None else grid
         kernel = kernel.kernel
+    elif isinstance(kernel, JitKernel) and grid is None:
+        grid = kernel.grid
     func = kernel.func if isinstance(kernel, JitKernel) else kernel
     chosen = target if target is not None else getattr(kernel, "target", None)
     return launch(func, args, kwargs, grid=_normalise_grid(grid) if grid is not None else (), target=chosen)

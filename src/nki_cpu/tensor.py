@@ -46,6 +46,7 @@ class Layout:
     inner_stride_bytes: int
     contiguous: bool
     free_dims: int          # free dims of the access pattern after merging the mergeable ones
+    run_elems: int          # elements in one contiguous run of memory (innermost dims merged while dense)
 
 
 def _product(values) -> int:
@@ -244,7 +245,7 @@ class NkiTensor:
             pstride = self.alloc.bytes_per_partition // itemsize
             first = self.offset // pstride
             lo = hi = self.offset - first * pstride
-            dims = zip(self.shape[1:], self.strides[1:])
+            dims = list(zip(self.shape[1:], self.strides[1:]))
             partitions = (first, first + self.shape[0])
             limit = pstride
             if first < 0 or partitions[1] > self.alloc.partitions:
@@ -252,7 +253,7 @@ class NkiTensor:
                                     f"of {self.name or 'tensor'} {self.alloc.shape} (kernel {_where()})")
         else:
             lo = hi = self.offset
-            dims = zip(self.shape, self.strides)
+            dims = list(zip(self.shape, self.strides))
             partitions = (0, 1)
             limit = self.alloc.raw.nbytes // itemsize
         free_elems, inner, free_dims, outer_stride = 1, itemsize, 0, None
@@ -274,7 +275,7 @@ class NkiTensor:
         if free_elems == 0:
             raise NkiIndexError(f"empty view {self.shape} of {self.name or 'tensor'} (kernel {_where()})")
         layout = Layout(partitions, (lo * itemsize, (hi + 1) * itemsize), free_elems, inner,
-                        hi - lo + 1 == free_elems, free_dims)
+                        hi - lo + 1 == free_elems, free_dims, _run_elems(dims, self.indirect is not None))
         self._layout = layout
         return layout
 
@@ -321,9 +322,25 @@ class NkiTensor:
             found = Operand(role, self.shape, self.dtype.name, self.alloc.kind, partitions, layout.free_elems,
                             layout.inner_stride_bytes, layout.contiguous,
                             partitions * layout.free_elems * self.dtype.itemsize,
-                            self.indirect is not None or self.via is not None)
+                            self.indirect is not None or self.via is not None, layout.run_elems)
             cache[role] = found
         return found
+
+
+def _run_elems(dims: list[tuple[int, int]], indirect: bool) -> int:
+    """Elements of one contiguous piece of memory: the innermost dims merged while each one's stride
+    equals the run so far (a DMA descriptor covers one such piece). An indirect view's rows are
+    gathered, so its run never spans more than the innermost dim."""
+    run = 1
+    for size, stride in reversed(dims):
+        if size == 1:
+            continue
+        if stride != run:
+            break
+        run *= size
+        if indirect:
+            break
+    return run
 
 
 def _where() -> str:

@@ -74,6 +74,7 @@ class Operand:
     contiguous: bool
     nbytes: int = 0
     indirect: bool = False
+    run_elems: int = 1            # elements per contiguous run of memory (per partition on chip)
 
 
 @dataclass(frozen=True, slots=True)

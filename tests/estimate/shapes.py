@@ -20,6 +20,6 @@ def shapes(dims: ModelDims, tp: int, buckets: tuple[int, ...] = BUCKETS) -> Laye
 
 
 def settings(target: str = "trn2", layers: int = 48, **overrides) -> EstimateSettings:
-    values = dict(target=target, lnc=2, layers=layers, torch_op_efficiency=0.7, torch_op_overhead_ns=None,
-                  allreduce_hop_ns=1500.0, host_step_ns=1e6)
+    values = dict(target=target, lnc=2, layers=layers, torch_op_efficiency=0.7, graph_op_ns=1000.0, block_ns=9e4,
+                  custom_call_ns=500.0, call_ns=2e6, allreduce_hop_ns=1500.0, host_step_ns=1e6)
     return EstimateSettings(**(values | overrides))

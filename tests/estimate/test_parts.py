@@ -44,15 +44,19 @@ def conf(overrides, tmp_path: Path):
 
 def test_settings_from_presets(tmp_path):
     tiny = EstimateSettings.from_conf(conf([], tmp_path), model_layers=4)
-    assert (tiny.layers, tiny.lnc, tiny.target, tiny.host_step_ns, tiny.allreduce_hop_ns) == (4, 2, "trn2", 1e6, 1500)
+    assert (tiny.layers, tiny.lnc, tiny.target) == (4, 2, "trn2")
+    assert (tiny.host_step_ns, tiny.allreduce_hop_ns) == (pytest.approx(10.43e6), pytest.approx(1121))
+    assert tiny.calibration.startswith("calibrated on 20 device points: TTFT ±3%")
     sliced = EstimateSettings.from_conf(conf(["model=qwen3_30b_a3b_slice", "platform.target=trn3"], tmp_path), 2)
     assert (sliced.layers, sliced.target) == (48, "trn3")
+    assert (tiny.graph_op_ns, sliced.graph_op_ns) == (pytest.approx(319), pytest.approx(1016))
     assert sliced.hbm_bytes_per_ns == pytest.approx(4900 * 2 / 8)
 
 
 @pytest.mark.parametrize("override, message", [
     ("estimate.lnc=3", "estimate.lnc=3"), ("estimate.torch_op_efficiency=1.5", "torch_op_efficiency"),
     ("platform.target=trn1", "platform.target=trn1"), ("estimate.layers=0", "estimate.layers=0"),
+    ("estimate.block_us=-1", "block_us"), ("estimate.band.TKG=-0.1", "band"),
 ])
 def test_bad_estimate_settings_fail_validation(override, message, tmp_path):
     with pytest.raises(ConfigError, match=message):

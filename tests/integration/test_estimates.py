@@ -37,6 +37,11 @@ def test_est_metrics_land_on_the_job_run(run):
     for key in ("tpot_ms", "ttft_ms", "e2e_ms", "score", "floor_tpot_ms", "baseline.tpot_ms"):
         assert metrics[f"latency.est.{key}"] > 0
     assert metrics["latency.est.tpot_ms"] >= metrics["latency.est.floor_tpot_ms"]
+    for key in ("ttft_ms", "tpot_ms", "e2e_ms", "score"):  # the calibration's leave-one-out band around each
+        assert metrics[f"latency.est.{key}_low"] < metrics[f"latency.est.{key}"] < metrics[f"latency.est.{key}_high"]
+    assert metrics["latency.est.tkg_step_ms"] + metrics["latency.est.host_ms"] == pytest.approx(
+        metrics["latency.est.tpot_ms"])
+    assert tags["est.calibration"].startswith("calibrated on 20 device points")
     assert tags["est.score_reference"] == "estimate of this config with every kernel baseline"
     assert tags["est.accuracy"] == "not checked: assumed 1" and tags["est.target"] == "trn2"
     (latency,) = [r for r in children(tracking, job.info.run_id) if r.info.run_name == "latency"]
@@ -44,7 +49,7 @@ def test_est_metrics_land_on_the_job_run(run):
     files = {p.name: p for p in (Path(tracking["artifact_root"]) / "pipeline").rglob("*") if p.is_file()}
     body = json.loads(files["est_breakdown.json"].read_text())
     token = body["phases"]["token"]
-    assert {op["op"] for op in token["ops"]} >= {"norm", "attention", "router", "experts", "lm_head", "host"}
+    assert {op["op"] for op in token["ops"]} >= {"norm", "attention", "router", "experts", "lm_head", "runtime", "host"}
     assert sum(op["share"] for op in token["ops"]) == pytest.approx(1.0)
     assert "est_breakdown.png" in files
 

@@ -247,11 +247,13 @@ def real_estimates(real_weights) -> dict:
     return {target: cost.estimate(traces[0], target=target, lnc=2) for target in ("trn2", "trn3")}
 
 
-# Issue 4's goal is 1.5x the floor. trn3 stays above it: of its ~8.4 us above the 15.5 us floor, 2.6 us are the two
-# DMA latencies before the first weight byte (expert ids, then the indirect loads), 1.7 us DMA descriptors, and
-# 4.2 us the tail after the last weight byte: 0.5 us of matmuls and 0.4 us of rounding and scaling the last
+# Issue 4's goal is 1.5x the floor. trn3 stays above it: of its ~9 us above the 15.5 us floor, 2.6 us are the two
+# DMA latencies before the first weight byte (expert ids, then the indirect loads), the DMA descriptors, and
+# ~4 us the tail after the last weight byte: 0.5 us of matmuls and 0.4 us of rounding and scaling the last
 # pair, then one DMA latency to hand the first core's outputs to the second and one for the output itself.
-BOUND = {"trn2": 1.5, "trn3": 1.55}
+# The bounds guard against regressions of the kernel under the calibrated cost model (issue 8: 1.60x on trn3;
+# the pre-calibration model put it at 1.54x).
+BOUND = {"trn2": 1.5, "trn3": 1.65}
 
 
 @pytest.mark.parametrize("target", ["trn2", "trn3"])
@@ -261,7 +263,7 @@ def test_grouped_v2_estimate_stays_within_its_bound_at_real_shapes(target, real_
     assert estimate.time_ns <= BOUND[target] * estimate.floor_ns
 
 
-@pytest.mark.xfail(reason="1.54x: the hand-over between the cores at the end of the kernel is not hidden", strict=True)
+@pytest.mark.xfail(reason="1.60x: the hand-over between the cores at the end of the kernel is not hidden", strict=True)
 def test_grouped_v2_estimate_within_one_and_a_half_floors_on_trn3(real_estimates):
     estimate = real_estimates["trn3"]
     assert estimate.time_ns <= 1.5 * estimate.floor_ns

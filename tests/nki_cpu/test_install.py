@@ -50,16 +50,31 @@ def test_no_nki_at_all_installs_the_interpreter(tmp_path):
     assert _run(tmp_path, {"unrelated.py": ""}) == ["True", "nki_cpu", "True", "-", "False"]
 
 
-def test_neuronxcc_typing_alias_is_opt_in(tmp_path):
-    probe = textwrap.dedent("""
-        import importlib.util, nki_cpu
-        nki_cpu.install()
-        print(importlib.util.find_spec("neuronxcc") is None)
-        nki_cpu.install(alias_neuronxcc_typing=True)
-        import neuronxcc.nki.typing as nt
-        print(nt.mutable_tensor.__name__)
-    """)
-    env = {**os.environ, "PYTHONPATH": SRC}
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+LEGACY_PROBE = textwrap.dedent("""
+    import nki_cpu
+    nki_cpu.install()
+    import neuronxcc, neuronxcc.nki as nki, neuronxcc.nki.language as nl, neuronxcc.nki.isa as nisa
+    import neuronxcc.nki.typing as nt
+    print(getattr(neuronxcc, "__nki_cpu__", False), nl.load.__module__, nl.matmul.__module__, nt.mutable_tensor.__name__)
+""")
+
+
+def _run_legacy(tmp_path, package_files):
+    site = tmp_path / "site"
+    for relative, text in package_files.items():
+        target = site / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), SRC])}
+    return subprocess.run([sys.executable, "-c", LEGACY_PROBE], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_neuronxcc_nki_resolves_to_the_interpreter(tmp_path):
+    done = _run_legacy(tmp_path, {"unrelated.py": ""})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "NkiTensor"]
+    assert done.stdout.split() == ["True", "nki_cpu.language_ops", "nki_cpu.legacy", "NkiTensor"]
+
+
+def test_a_real_neuronxcc_is_left_in_place(tmp_path):
+    done = _run_legacy(tmp_path, {"neuronxcc/__init__.py": "REAL = True\n"})
+    assert done.returncode != 0 and "neuronxcc.nki" in done.stderr     # the real package has no nki here

@@ -143,6 +143,27 @@ def test_load_kernel_from_a_file_path(tmp_path):
         nki_cpu.load_kernel(path, "triple")
 
 
+def test_load_kernel_from_a_package_with_relative_imports(tmp_path):
+    package = tmp_path / "checkout" / "src" / "mylib_pkg" / "ops"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("SCALE = 3.0\n")
+    (package / "scale.py").write_text(
+        "import nki.isa as nisa\nimport nki.language as nl\nfrom .helpers import SCALE\n\n"
+        "def scale(a):\n"
+        "    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)\n"
+        "    t = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)\n"
+        "    nisa.dma_copy(dst=t, src=a)\n"
+        "    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=SCALE)\n"
+        "    nisa.dma_copy(dst=out, src=t)\n"
+        "    return out\n")
+    scale = nki_cpu.load_kernel(package / "scale.py", "scale")
+    assert scale.__module__ == "mylib_pkg.ops.scale"
+    a = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(nki_cpu.run_kernel(scale, a).outputs, 3 * a)
+
+
 def test_unsupported_apis_raise_not_implemented_naming_the_api():
     with pytest.raises(NotImplementedError, match="nisa.quantize_mx"):
         nisa.quantize_mx(None, None, None)

@@ -11,10 +11,17 @@ depending on the shape").
 One engine's part takes `runs x descriptor_ns + bytes / rate`, starting no earlier than
 `dma_fixed_latency_ns` after the instruction's inputs are ready (trigger, descriptor and
 semaphore latency, DMA-BW); the latency overlaps earlier transfers on the queue.
-- runs: contiguous pieces of the more fragmented side. Per-descriptor cost models the documented
-  small-transfer penalty (DMA-BW: <256 B per partition is overhead-bound, >=4 KiB saturates) and
-  strided access (an HBM side whose innermost stride exceeds the element size moves one element
-  per run).
+- runs: descriptors, one per contiguous piece of memory on the HBM side (dims merged wherever
+  the memory is contiguous across them, as DMA-OV's profiles show: A[4, 4096] contiguous in HBM
+  is "a single transfer size of 32KiB" on one engine, and a [128, 128] load is one 2 KiB read of
+  8 rows per engine), and at least one per engine used. SBUF -> SBUF transfers count the more
+  fragmented side. Per-descriptor cost models the documented small-transfer penalty (DMA-BW:
+  <256 B per partition is overhead-bound, >=2 KiB approaches peak) and strided access (an
+  innermost stride that skips memory moves one element per run). A dma_transpose is costed as the
+  copy that writes its destination, at up to 90% of that copy's throughput (ARCH3: "DMA transpose
+  ... up to 90% of DMA copy throughput from HBM"); counting its narrow source rows as descriptors
+  instead would hold the nki-autotune lhs_rhs kernel (89.26% MFU measured, transposes on every
+  load) far below its measurement.
 - rate: the engine's raw rate times a per-op throughput factor (`THROUGHPUT`), and for parts that
   touch HBM at most an equal share of the logical core's HBM bandwidth: bandwidth / (16 queues x
   physical cores in use). The DMA queues of all cores together can therefore never move HBM bytes
@@ -59,10 +66,10 @@ def plan_dma(ins: Instruction, hw: Hardware) -> DmaPlan:
     factor = THROUGHPUT.get(ins.op)
     data = [o for o in ins.operands if o.role != "index"]
     moved = float(ins.dma_bytes)
-    runs = max(_runs(o) for o in data) if data else 1.0
+    runs = _runs(data[0]) if ins.op == "dma_transpose" else _descriptors(data)
     shares = _queue_shares(ins, hw)
-    parts = tuple(DmaPart(q, moved * share, runs * share) for q, share in shares)
-    rate = hw.dma_raw_bytes_per_ns * (factor(ins, hw) if factor else 1.0)
+    parts = tuple(DmaPart(q, moved * share, max(1.0, runs * share)) for q, share in shares)
+    rate = hw.dma_bytes_per_ns * (factor(ins, hw) if factor else 1.0)
     return DmaPlan(parts, rate, _hbm_bytes(ins, data) / moved if moved else 0.0, factor is not None)
 
 
@@ -92,17 +99,16 @@ def _queue_shares(ins: Instruction, hw: Hardware) -> list[tuple[int, float]]:
 
 # --- fragmentation and traffic -----------------------------------------------------------------------
 
+def _descriptors(data: list[Operand]) -> float:
+    """Descriptors of a transfer: the contiguous runs of its HBM side(s), else of its more
+    fragmented on-chip side."""
+    hbm = [o for o in data if o.buffer == "hbm"]
+    return max((_runs(o) for o in (hbm or data)), default=1.0)
+
+
 def _runs(o: Operand) -> float:
-    """Contiguous pieces of one side: one per partition for a dense on-chip tile; otherwise one per
-    innermost row, or one per element when the innermost stride skips memory."""
-    if o.buffer != "hbm" and o.contiguous:
-        return float(o.partitions)
-    elems = o.partitions * o.free_elems
-    if o.inner_stride_bytes > itemsize(o.dtype):
-        return float(elems)
-    dims = o.shape[1:] if o.buffer != "hbm" else o.shape
-    row = next((d for d in reversed(dims) if d > 1), 1)
-    return elems / row
+    """Contiguous runs of memory one side is made of (on chip: per partition)."""
+    return o.partitions * o.free_elems / max(1, o.run_elems)
 
 
 def _hbm_bytes(ins: Instruction, data: list[Operand]) -> float:

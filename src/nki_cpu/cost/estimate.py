@@ -127,11 +127,12 @@ class KernelEstimate:
         }
 
 
-def estimate(trace: Trace, target: str | None = None, lnc: int = 2) -> KernelEstimate:
-    """Estimate a traced kernel launch on `target` (default: the trace's target) at LNC `lnc`."""
+def estimate(trace: Trace, target: str | None = None, lnc: int = 2, hw: Hardware | None = None) -> KernelEstimate:
+    """Estimate a traced kernel launch on `target` (default: the trace's target) at LNC `lnc`; `hw`
+    replaces the target's constants (calibration fits try other values through it)."""
     if lnc not in SUPPORTED_LNC:
         raise ValueError(f"lnc must be one of {SUPPORTED_LNC}, got {lnc}")
-    hw = hardware(target or trace.target)
+    hw = hw or hardware(target or trace.target)
     placed = schedule(trace, hw, lnc)
     hbm_bytes = sum(p.hbm_bytes for p in placed.instructions)
     return KernelEstimate(

@@ -25,10 +25,6 @@ from ..targets import resolve_target
 SIXTEEN_BIT_FLOATS = frozenset({"bfloat16", "float16"})
 _ITEMSIZE = {name: dtype.itemsize for name, dtype in ALL_DTYPES.items()}
 
-# DMA-OV Example 1: one Trn2 DMA engine moved A[4, 4096] bf16 (4 partitions x 8 KiB) HBM -> SBUF in
-# 1416 ns. We calibrate the per-descriptor cost so that 8 KiB runs reach the DMA-BW table rate.
-DMA_CALIBRATION_RUN_BYTES = 8192
-
 
 @dataclass(frozen=True)
 class Hardware:
@@ -40,14 +36,11 @@ class Hardware:
     vector_ghz: float
     scalar_ghz: float
     gpsimd_ghz: float
-    # DMA engine streaming rate without per-descriptor overhead, bytes/ns. DMA-OV prose: "theoretical
-    # bandwidth of 27.2 GB/s for NeuronCore-v2 and -v3 or 38.4 GB/s for NeuronCore-v4".
-    dma_raw_bytes_per_ns: float
-    # Achieved per-engine rate with large payloads, bytes/ns: DMA-BW / DMA-OV table (Trn2 23 B/ns,
-    # Trn3 33 B/ns). [CONFLICT] with the 27.2/38.4 above, resolved by reading 27.2/38.4 as the raw rate
-    # and 23/33 as raw rate plus descriptor overhead at 8 KiB runs; this reproduces DMA-OV's measured
-    # 1416 ns for 32 KiB in 4 runs within 1% (4 x 55.1 ns + 32768 B / 27.2 B/ns = 1425 ns).
-    dma_table_bytes_per_ns: float
+    # Streaming rate of one DMA engine with large contiguous payloads, bytes/ns: the DMA-BW / DMA-OV
+    # table (Trn2 23 B/ns, Trn3 33 B/ns). DMA-OV's profile confirms it on Trn2: one engine moved a
+    # contiguous 32 KiB (one transfer) HBM -> SBUF in 1416 ns = 23.1 B/ns. (The same page's prose gives
+    # a "theoretical" 27.2 / 38.4 B/ns; the table is the achieved rate and is what we stream at.)
+    dma_bytes_per_ns: float
     # Chip HBM bandwidth, bytes/ns. [CONFLICT] Trn2 2.9 TB/s (HW2) vs 3 TB/s (ARCH3); Trn3 4.9 TB/s (HW3)
     # vs 4.7 TB/s (ARCH4). We take the chip pages HW2/HW3, as hardware-and-model.md §1/§10 does for the
     # team's decode floors, so our floors match those numbers.
@@ -91,6 +84,9 @@ class Hardware:
     # tensor_tensor 2x when both inputs are in SBUF. ARCH4 refers to the same VectorE mode on Trn3
     # (assumed unchanged there).
     vector_copy_speedup_contiguous: float = 4.0
+    # ARCH3 / ARCH4 compute-engine tables: VectorE moves "512/cycle BF16/FP16, 256 other" on 128 lanes,
+    # i.e. 2 non-16-bit elements per lane and cycle where NC-v2 (and the ISA-B1 formulas) moved 1.
+    vector_wide_elems: float = 2.0
     vector_copy_speedup_other: float = 2.0
     vector_tensor_tensor_speedup: float = 2.0
     # DMA-OV: 16 DMA engines per NeuronCore; a 128-partition SBUF transfer gives 8 partitions to each.
@@ -98,6 +94,12 @@ class Hardware:
     partitions_per_dma_engine: int = 8
     # DMA-BW: "descriptor setup, synchronization, and semaphore-to-start latency (~1300 ns cross-engine)".
     dma_fixed_latency_ns: float = 1300.0
+    # Cost of one descriptor (one contiguous run of memory) on a DMA engine, on top of its bytes.
+    # FITTED (`make calibrate`, src/nki_cpu/cost/calibration.py) to the nki-autotune Trn2 matmul points,
+    # whose loads and stores move 256 B - 1 KiB runs; DMA-BW's saturation curve bounds it ("<256 B per
+    # partition severely overhead-bound", ">=2 KiB approaches peak"). No Trn3 point exists: the same
+    # time is assumed there.
+    dma_descriptor_ns: float = 20.0
     # ARCH3: DMA transpose reaches up to 90% of DMA copy throughput from HBM, 50% SBUF -> SBUF.
     dma_transpose_hbm_factor: float = 0.9
     dma_transpose_sbuf_factor: float = 0.5
@@ -110,13 +112,6 @@ class Hardware:
     def clock_ghz(self, engine: str) -> float:
         return {"tensor": self.tensor_ghz, "vector": self.vector_ghz, "scalar": self.scalar_ghz,
                 "gpsimd": self.gpsimd_ghz}[engine]
-
-    @property
-    def dma_descriptor_ns(self) -> float:
-        """Per contiguous run (descriptor) cost on one DMA engine, from the calibration above:
-        Trn2 8192/23 - 8192/27.2 = 55.0 ns; Trn3 8192/33 - 8192/38.4 = 34.9 ns."""
-        run = DMA_CALIBRATION_RUN_BYTES
-        return run / self.dma_table_bytes_per_ns - run / self.dma_raw_bytes_per_ns
 
     def hbm_bytes_per_ns(self, lnc: int) -> float:
         """HBM bandwidth of one logical core: the chip's bandwidth shared by its 8 / lnc logical cores."""
@@ -138,13 +133,13 @@ class Hardware:
 HARDWARE: dict[str, Hardware] = {
     "trn2": Hardware(
         name="trn2", tensor_ghz=2.4, vector_ghz=0.96, scalar_ghz=1.2, gpsimd_ghz=1.2,
-        dma_raw_bytes_per_ns=27.2, dma_table_bytes_per_ns=23.0, hbm_chip_bytes_per_ns=2900.0,
+        dma_bytes_per_ns=23.0, hbm_chip_bytes_per_ns=2900.0,
         scalar_copy_speedup=1.0, exponential_speedup=4.0, dma_compute_sbuf_full_rate=False,
         low_precision_name="FP8 double-row", low_precision_speedup=2.0,
     ),
     "trn3": Hardware(
         name="trn3", tensor_ghz=2.4, vector_ghz=1.2, scalar_ghz=1.2, gpsimd_ghz=1.2,
-        dma_raw_bytes_per_ns=38.4, dma_table_bytes_per_ns=33.0, hbm_chip_bytes_per_ns=4900.0,
+        dma_bytes_per_ns=33.0, hbm_chip_bytes_per_ns=4900.0,
         scalar_copy_speedup=2.0, exponential_speedup=4.0, dma_compute_sbuf_full_rate=True,
         low_precision_name="MXFP8/MXFP4", low_precision_speedup=4.0,
     ),

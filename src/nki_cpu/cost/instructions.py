@@ -73,8 +73,13 @@ def _stride_slowdown(ins: Instruction, hw: Hardware) -> float:
 
 
 def _n(ins: Instruction, hw: Hardware) -> float:
-    """N of the formulas: elements per partition of the main input, doubled when strided."""
-    return _main(ins).free_elems * _stride_slowdown(ins, hw)
+    """N of the formulas: elements per partition of the main input, doubled when strided. VectorE
+    streams `vector_wide_elems` non-16-bit elements per lane and cycle where the v2 formulas assume
+    one (16-bit data has its own performance modes, applied by the formulas)."""
+    n = _main(ins).free_elems * _stride_slowdown(ins, hw)
+    if ins.engine == "vector" and not _all_16bit(*(o for o in ins.operands if o.role != "index")):
+        n /= hw.vector_wide_elems
+    return n
 
 
 def _ii(hw: Hardware, cycles: float) -> float:

@@ -8,6 +8,19 @@ done `latency_ns` later; a DMA part starts `dma_fixed_latency_ns` after its inpu
 done when its bytes have moved (`dma.py`), its queue's HBM share being the logical core's HBM
 bandwidth split evenly over the DMA queues of the physical cores in use.
 
+An instruction that leaves its engine to the compiler (`engine=engine.unknown`: memset and
+tensor_copy, "compiler selects best engine based on engine workload", nki.isa docstrings) goes to
+the eligible engine on which it would finish first; GpSimd cannot access PSUM and takes none of
+those. An explicit engine= is kept.
+
+A memset whose every byte is overwritten before anything reads it is a dead store, which the
+compiler removes: it costs nothing. The common case is zeroing a PSUM tile before the matmuls of
+an accumulation group: accumulating onto PSUM written by a non-matmul instruction is undefined on
+v2/v3 hardware (nki-api.md §10.1), so the group's first matmul must start it (overwrite), and a
+matmul that accumulates onto a zero memset counts as overwriting it. Without
+this, every PSUM tile's zeroing would sit on VectorE between two matmul groups, and the
+measured 89-91% MFU of the hand-written autotune matmuls (calibration points) is out of reach.
+
 Program instances of an SPMD grid run on the lnc physical cores of the logical core, instance k on
 core k % lnc (LNC); they share that logical core's HBM bandwidth.
 
@@ -19,7 +32,7 @@ back from the one that finishes last, that determines the kernel's end time.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ..trace import Instruction, Trace
@@ -74,7 +87,7 @@ def schedule(trace: Trace, hw: Hardware, lnc: int) -> Schedule:
     prefix = (lambda core: f"core{core}.") if cores_used > 1 else (lambda core: "")
     engines = COMPUTE_ENGINES + tuple(f"dma{q}" for q in range(hw.dma_engines))
     tracks = [prefix(core) + name for core in range(cores_used) for name in engines]
-    state = _State(hw, tracks, hw.hbm_bytes_per_ns(lnc) / (hw.dma_engines * cores_used))
+    state = _State(hw, tracks, hw.hbm_bytes_per_ns(lnc) / (hw.dma_engines * cores_used), dead_stores(trace))
     placed = []
     for ins in trace.instructions:
         track_prefix = prefix(instances[ins.program_id] % lnc)
@@ -84,8 +97,9 @@ def schedule(trace: Trace, hw: Hardware, lnc: int) -> Schedule:
 
 
 class _State:
-    def __init__(self, hw: Hardware, tracks: list[str], hbm_share: float):
+    def __init__(self, hw: Hardware, tracks: list[str], hbm_share: float, dead: set[int]):
         self.hw = hw
+        self.dead = dead
         self.hbm_share = hbm_share                  # HBM bytes/ns available to one DMA queue
         self.deps = DependencyTracker()
         self.free = {t: 0.0 for t in tracks}       # when each track is next free
@@ -96,7 +110,10 @@ class _State:
     def place(self, ins: Instruction, prefix: str) -> ScheduledInstruction:
         chained = _accumulates_in_psum(ins)
         ready, cause = self.deps.wait_for(ins, chained)
-        if ins.engine == "dma":
+        if ins.seq in self.dead:
+            placed = ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, ready,
+                                          ready, ready, (), cause, "data" if cause is not None else "", 0.0, True)
+        elif ins.engine == "dma":
             placed = self._place_dma(ins, prefix, ready, cause)
         else:
             placed = self._place_compute(ins, prefix, ready, cause)
@@ -118,9 +135,14 @@ class _State:
         return Slice(track, start, end)
 
     def _place_compute(self, ins: Instruction, prefix: str, ready: float, cause: int | None) -> ScheduledInstruction:
-        cost = compute_cost(ins, self.hw)
+        best = None
+        for choice in _engine_choices(ins):
+            cost = compute_cost(choice, self.hw)
+            claim = self._claim(prefix + choice.engine, ready, cause)
+            if best is None or claim[0] + cost.busy_ns < best[2][0] + best[1].busy_ns:
+                best = (choice, cost, claim)
+        ins, cost, (start, waited, kind) = best
         track = prefix + ins.engine
-        start, waited, kind = self._claim(track, ready, cause)
         piece = self._occupy(track, ins.seq, start, start + cost.busy_ns)
         return ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, start,
                                     piece.end, piece.end + cost.latency_ns, (piece,), waited, kind, 0.0,
@@ -141,6 +163,58 @@ class _State:
         return ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, start,
                                     last_end, last_end, tuple(pieces), waited, kind,
                                     float(ins.dma_bytes) * plan.hbm_per_byte, plan.documented)
+
+
+# Ops whose engine the compiler picks when the kernel does not (nki.isa docstrings of memset and
+# tensor_copy); the trace's engine, the interpreter's default, comes first and wins ties.
+SELECTABLE_ENGINES: dict[str, tuple[str, ...]] = {
+    "memset": ("vector", "gpsimd"),
+    "tensor_copy": ("vector", "scalar", "gpsimd"),
+}
+
+
+def _engine_choices(ins: Instruction) -> list[Instruction]:
+    """The instruction on each engine it may run on."""
+    eligible = SELECTABLE_ENGINES.get(ins.op)
+    if eligible is None or "engine_requested" in ins.attrs:
+        return [ins]
+    in_psum = any(o.buffer == "psum" for o in ins.operands)
+    engines = [ins.engine] + [e for e in eligible if e != ins.engine and not (e == "gpsimd" and in_psum)]
+    return [ins if e == ins.engine else replace(ins, engine=e) for e in engines]
+
+
+def dead_stores(trace: Trace) -> set[int]:
+    """Trace indices of zero memsets whose every byte is overwritten (or accumulated onto by a
+    matmul) before anything else reads it (one pass)."""
+    pending: dict[int, list[tuple[int, tuple[int, int, int, int]]]] = {}
+    dead: set[int] = set()
+    for ins in trace.instructions:
+        starts_group = ins.op == "nc_matmul"
+        for region in ins.reads:
+            stores = pending.get(region.alloc)
+            if stores and not (starts_group and region.alloc == ins.writes[0].alloc):
+                pending[region.alloc] = [s for s in stores if not _overlap(s[1], _box(region))]
+        for region in ins.writes:
+            stores = pending.get(region.alloc)
+            if stores:
+                box = _box(region)
+                dead.update(seq for seq, other in stores if _covers(box, other))
+                pending[region.alloc] = [s for s in stores if not _covers(box, s[1])]
+        if ins.op == "memset" and ins.attrs.get("value") == 0.0:
+            pending.setdefault(ins.writes[0].alloc, []).append((ins.seq, _box(ins.writes[0])))
+    return dead
+
+
+def _box(region) -> tuple[int, int, int, int]:
+    return (*region.byte_range, *region.partitions)
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _covers(outer: tuple, inner: tuple) -> bool:
+    return outer[0] <= inner[0] and inner[1] <= outer[1] and outer[2] <= inner[2] and inner[3] <= outer[3]
 
 
 def _accumulates_in_psum(ins: Instruction) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
@@ -135,9 +135,14 @@ class EstimateConf:
     layers: Optional[int] = None  # decoder layers to estimate; None: the model's own (a slice preset sets the full count)
     lnc: int = 2  # logical NeuronCore config: 1 or 2
     torch_op_efficiency: float = 0.7  # fraction of HBM / TensorE peak that ops outside NKI reach
-    torch_op_overhead_us: Optional[float] = None  # fixed cost per op outside NKI; None: the cost model's default
+    graph_op_us: Dict[str, float] = field(default_factory=dict)  # per target: fixed cost per compiler-built op
+    block_us: float = 0.0  # per block of the blockwise context-encoding MoE
+    custom_call_us: float = 0.0  # per NKI kernel launch in the compiled graph
+    call_ms: float = 0.0  # per model call: runtime launch and I/O
     allreduce_hop_us: float = 1.5  # per-hop latency of a ring collective
-    host_step_ms: float = 1.0  # host time per model call (context encoding or one decode step)
+    host_step_ms: float = 1.0  # host time per generated token outside the model call (CPU sampling)
+    band: Dict[str, float] = field(default_factory=dict)  # leave-one-out error band per quantity
+    band_points: int = 0  # model-level points the band comes from
 
 
 @dataclass

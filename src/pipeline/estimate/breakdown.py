@@ -11,7 +11,8 @@ from kernels.types import Phase
 from pipeline.estimate.job_estimate import JobEstimate, KernelSetEstimate
 from pipeline.estimate.step import StepEstimate
 
-OPS = ("embedding", "norm", "attention", "router", "experts", "lm_head", "all_reduce", "lm_head_gather", "host")
+OPS = ("embedding", "norm", "attention", "router", "experts", "lm_head", "all_reduce", "lm_head_gather", "runtime",
+       "host")
 PHASE_TITLES = {Phase.CONTEXT: "context encoding (per call)", Phase.TOKEN: "decode (per step)"}
 
 

@@ -122,11 +122,36 @@ class JobEstimate:
         measured = self.measured_ms_per_token
         return line + (f"; baseline measured by the contest: {measured} ms/token" if measured else "")
 
+    @property
+    def host_ms(self) -> float:
+        """Host time per generated token (the same every step)."""
+        return self.settings.host_step_ns / 1e6
+
+    def band(self, quantity: str) -> float:
+        """The calibration's leave-one-out band of a quantity (TTFT, TKG, host, e2e); 0 when uncalibrated."""
+        return self.settings.band.get(quantity, 0.0)
+
+    def bands(self) -> dict[str, float]:
+        """Low and high ends of the headline estimates: TTFT, decode step (its device part carries the TKG
+        band, its host part the host band), e2e, and the score (about (reference / e2e)^2, so the e2e band
+        enters squared)."""
+        ttft, tkg, e2e = self.ours.mean("ttft_ms"), self.ours.mean("tpot_ms") - self.host_ms, self.ours.mean("e2e_ms")
+        score = statistics.fmean(self.scores.values())
+        b = self.band
+        out = {"ttft_ms": (ttft * (1 - b("TTFT")), ttft * (1 + b("TTFT"))),
+               "tpot_ms": (tkg * (1 - b("TKG")) + self.host_ms * (1 - b("host")),
+                           tkg * (1 + b("TKG")) + self.host_ms * (1 + b("host"))),
+               "e2e_ms": (e2e * (1 - b("e2e")), e2e * (1 + b("e2e"))),
+               "score": (score / (1 + b("e2e")) ** 2, score / (1 - b("e2e")) ** 2)}
+        return {f"{key}_{end}": value for key, ends in out.items() for end, value in zip(("low", "high"), ends)}
+
     def summary(self) -> str:
-        s, scores = self.settings, self.scores
-        return (f"est. {s.target} ({s.layers} layers, LNC={s.lnc}): TTFT {self.ours.mean('ttft_ms'):.1f} ms, "
-                f"{self.decode_line(self.ours)}, e2e {self.ours.mean('e2e_ms') / 1e3:.2f} s, score "
-                f"{statistics.fmean(scores.values()):.3f} vs {self.reference}")
+        s, scores, b = self.settings, self.scores, self.band
+        tkg = self.ours.mean("tpot_ms") - self.host_ms
+        return (f"est. {s.target} ({s.layers} layers, LNC={s.lnc}): TTFT {self.ours.mean('ttft_ms'):.1f} ms "
+                f"\u00b1{b('TTFT'):.0%}, TKG step {tkg:.2f} ms \u00b1{b('TKG'):.0%} + host {self.host_ms:.2f} ms "
+                f"\u00b1{b('host'):.0%} = {self.decode_line(self.ours)}, e2e {self.ours.mean('e2e_ms') / 1e3:.2f} s, "
+                f"score {statistics.fmean(scores.values()):.3f} vs {self.reference}; {s.calibration}")
 
 
 def estimate_job(job: Job, nki_ratio: float) -> JobEstimate:

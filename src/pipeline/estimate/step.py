@@ -1,13 +1,17 @@
 """One model call's estimated Trainium time on one TP rank (the ranks run the same work in lockstep):
 context encoding at a bucket, or one decode step at a KV bucket.
 
-    total = layers x (sum of the per-layer parts) + (sum of the per-call parts) + host
+    total = layers x (sum of the per-layer parts) + (sum of the per-call parts) + runtime + host
 
 Per-layer parts: the input and post-attention norms, attention, router and experts of an NxDI decoder layer
 (hardware-and-model.md §7.3), and its two all-reduces (after o_proj and after the MoE, §4). Per-call parts:
-the embedding, the final norm, the lm_head and its vocabulary gather. A slot whose variant runs NKI in the
-phase is estimated by the cost model on its interpreter traces at the bucket's per-rank shapes; every other
-op by the roofline of its bytes and FLOPs (ops.py) at the configured efficiency plus a fixed overhead.
+the embedding, the final norm, the lm_head and its vocabulary gather, the runtime's cost of one model call
+(launch, inputs in, logits out) and the host's time per generated token (HF loop, CPU sampling). A slot whose
+variant runs NKI in the phase is estimated by the cost model on its interpreter traces at the bucket's per-rank
+shapes plus a fixed cost per launch (a custom-call boundary in the compiled graph); every other op by the
+roofline of its bytes and FLOPs (ops.py) at the configured efficiency plus a fixed cost per compiler-built op
+it issues (graph_ops.py) or, for the blockwise context-encoding MoE, per block. The fixed costs are fitted to
+device measurements (calibrate.py).
 """
 from __future__ import annotations
 
@@ -15,10 +19,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kernels.experts.baseline import uses_selective_loading
+from kernels.macs import expert_blocks
 from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSet
 from kernels.types import LayerShapes, Phase
 from nki_cpu.cost import roofline_op
 from pipeline.estimate.collectives import ring_all_gather_ns, ring_all_reduce_ns
+from pipeline.estimate.graph_ops import graph_ops
 from pipeline.estimate.tracing import KernelKey, KernelTracer, bucket_shapes
 from pipeline.estimate.ops import TORCH_OPS, tokens
 from pipeline.estimate.settings import EstimateSettings
@@ -33,8 +40,8 @@ ALL_REDUCES_PER_LAYER = 2
 class Part:
     """One op of a model call; times are per call, in ns, estimated."""
 
-    name: str  # op: norm, attention, router, experts, lm_head, embedding, all_reduce, lm_head_gather, host
-    source: str  # nki (cost model on traces) | torch (roofline) | collective | host
+    name: str  # op: norm, attention, ..., all_reduce, lm_head_gather, runtime, host
+    source: str  # nki (cost model on traces) | torch (roofline) | collective | runtime | host
     variant: str  # the kernel variant, or the collective algorithm
     scope: str  # LAYER or CALL
     calls: int  # per decoder layer (LAYER) or per model call (CALL)
@@ -90,6 +97,7 @@ class ModelEstimator:
         parts = [self._op(name, calls, LAYER, phase, shapes) for name, calls in LAYER_OPS]
         parts += [self._op(name, calls, CALL, phase, shapes) for name, calls in CALL_OPS]
         parts += self._collectives(phase, shapes)
+        parts.append(Part("runtime", "runtime", "runtime", CALL, 1, self.settings.call_ns, 0.0, 0.0))
         parts.append(Part("host", "host", "host", CALL, 1, self.settings.host_step_ns, 0.0, 0.0))
         return StepEstimate(phase, bucket, self.settings.layers, tuple(parts), self.settings.hbm_bytes_per_ns)
 
@@ -99,13 +107,22 @@ class ModelEstimator:
         variant, params = slot.resolve(phase) if slot else (None, None)
         if variant is not None and variant.nki is not None:
             launches = self.tracer.estimates(KernelKey.of(name, variant, params, phase, shapes), variant, params)
-            return Part(name, "nki", variant.name, scope, calls, sum(e.time_ns for e in launches),
-                        sum(e.floor_ns for e in launches), need.weight_bytes)
+            time = sum(e.time_ns for e in launches) + len(launches) * self.settings.custom_call_ns
+            return Part(name, "nki", variant.name, scope, calls, time, sum(e.floor_ns for e in launches),
+                        need.weight_bytes)
         s = self.settings
-        op = roofline_op(need.flops, need.hbm_bytes, s.target, s.lnc, need.dtype, s.torch_op_overhead_ns, name,
-                         s.torch_op_efficiency)
+        op = roofline_op(need.flops, need.hbm_bytes, s.target, s.lnc, need.dtype, self._fixed_ns(name, phase, shapes),
+                         name, s.torch_op_efficiency)
         return Part(name, "torch", variant.name if variant else "torch", scope, calls, op.time_ns, op.floor_ns,
                     need.weight_bytes)
+
+    def _fixed_ns(self, name: str, phase: Phase, shapes: LayerShapes) -> float:
+        """Fixed cost of a compiler-built op: per aten op it issues, and per block of the blockwise MoE."""
+        fixed = graph_ops(name, phase) * self.settings.graph_op_ns
+        t = tokens(shapes, phase)
+        if name == "experts" and phase is Phase.CONTEXT and not uses_selective_loading(t, shapes.top_k, shapes.experts):
+            fixed += expert_blocks(t, shapes.top_k, shapes.experts) * self.settings.block_ns
+        return fixed
 
     def _collectives(self, phase: Phase, shapes: LayerShapes) -> list[Part]:
         s, ranks, itemsize = self.settings, self.tp_degree, shapes.dtype.itemsize

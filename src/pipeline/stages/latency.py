@@ -75,6 +75,8 @@ def estimate_metrics(estimate: JobEstimate) -> tuple[dict[str, float], dict[str,
     per_prompt |= {f"est.p{i}.score": s for i, s in scores.items()}
     head = {f"est.{k}": ours.mean(k) for k in SCORE_KEYS}
     head |= {"est.score": statistics.fmean(scores.values()),
+             "est.tkg_step_ms": ours.mean("tpot_ms") - estimate.host_ms, "est.host_ms": estimate.host_ms,
+             **{f"est.{k}": v for k, v in estimate.bands().items()},
              "est.score_vs_baseline_estimate": statistics.fmean(versus_baseline.values()),
              **{f"est.baseline.{k}": baseline.mean(k) for k in SCORE_KEYS}}
     return {**per_prompt, **head}, head
@@ -96,7 +98,8 @@ class LatencyStage:
             metrics={**metrics, **head, **est_metrics},
             headline={**head, **metrics, **est_head},
             tags={"est.score_reference": estimate.reference, "est.accuracy": estimate.accuracy_source,
-                  "est.target": s.target, "est.layers": str(s.layers), "est.lnc": str(s.lnc)},
+                  "est.target": s.target, "est.layers": str(s.layers), "est.lnc": str(s.lnc),
+                  "est.calibration": s.calibration},
             summary=(
                 f"CPU: e2e p99 {head['e2e_p99_ms']:.0f} ms, TTFT {head['ttft_ms']:.1f} ms, "
                 f"{head['tpot_ms']:.1f} ms/token, {head['throughput_tok_s']:.1f} tok/s (mean of {len(per_prompt)} prompts)"

@@ -104,12 +104,15 @@ def random(shape, dtype=np.float32, seed=0):
 # --- hand-built traces -----------------------------------------------------------------------------
 
 def operand(role, shape, dtype="float32", buffer="sbuf", itemsize=4, inner_stride_bytes=None,
-            contiguous=True) -> Operand:
+            contiguous=True, run_elems=None) -> Operand:
+    """run_elems defaults to the whole view (per partition on chip) when dense, one element when strided."""
     partitions = shape[0] if buffer != "hbm" else 1
     free = int(np.prod(shape)) // partitions
-    return Operand(role, tuple(shape), dtype, buffer, partitions, free,
-                   itemsize if inner_stride_bytes is None else inner_stride_bytes, contiguous,
-                   partitions * free * itemsize)
+    stride = itemsize if inner_stride_bytes is None else inner_stride_bytes
+    if run_elems is None:
+        run_elems = free if contiguous and stride == itemsize else 1
+    return Operand(role, tuple(shape), dtype, buffer, partitions, free, stride, contiguous,
+                   partitions * free * itemsize, False, run_elems)
 
 
 def region(alloc, byte_range, partitions=(0, 128), buffer="sbuf") -> Region:

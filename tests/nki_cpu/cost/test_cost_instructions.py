@@ -34,7 +34,7 @@ def test_matmul_busy_time_is_the_formula(target, k, m, n, dtype, cycles):
 
 @pytest.mark.parametrize("target", ["trn2", "trn3"])
 @pytest.mark.parametrize("dtype, cycles", [
-    (np.float32, 1024),   # both inputs in SBUF, not bf16: max(MIN_II, 2N)
+    (np.float32, 512),    # both inputs in SBUF, not bf16: max(MIN_II, 2N), NC-v3 VectorE 2 fp32/lane/cycle
     (BF16, 256),          # all-bf16 add on contiguous SBUF: N, halved by the NC-v3+ performance mode
 ])
 def test_tensor_tensor_bf16_vs_fp32(target, dtype, cycles):
@@ -56,8 +56,8 @@ def _copy(engine, src_dtype="bfloat16", dst_dtype="bfloat16", src_buffer="sbuf",
 @pytest.mark.parametrize("target, ins, cycles", [
     ("trn2", _copy("vector"), 128),                          # bf16 SBUF -> SBUF contiguous: 4x
     ("trn2", _copy("vector", src_buffer="psum"), 256),       # one side in PSUM: 2x
-    ("trn2", _copy("vector", "float32"), 512),               # fp32 source: no performance mode
-    ("trn2", _copy("vector", "float32", "float32", src_stride=32), 1024),   # stride > 16 B halves bandwidth
+    ("trn2", _copy("vector", "float32"), 256),               # fp32 source: no bf16 mode; 2 fp32/lane/cycle (ARCH3)
+    ("trn2", _copy("vector", "float32", "float32", src_stride=32), 512),    # stride > 16 B halves bandwidth
     ("trn2", _copy("scalar"), 512),                          # Trn2 ScalarE has no bf16 speed-up
     ("trn3", _copy("scalar"), 256),                          # Trn3 ScalarE: 2x for bf16
     ("trn2", _copy("gpsimd"), 512),
@@ -75,12 +75,13 @@ def test_tiny_instruction_costs_min_ii_and_busy_excludes_the_fixed_latency():
     assert result.latency_ns == pytest.approx(200 / 1.2)   # PERF: dependent tiny ops every ~264 cycles
 
 
+# VectorE formulas are for NC-v2 (one element per lane and cycle); NC-v3 VectorE streams 2 fp32 (ARCH3).
 @pytest.mark.parametrize("op, engine, extra, cycles", [
-    ("tensor_reduce", "vector", {"op": "add"}, 512),           # N for fp32
-    ("reciprocal", "vector", {}, 8 * 512),                     # max(MIN_II, 8N)
+    ("tensor_reduce", "vector", {"op": "add"}, 512 / 2),       # N for fp32
+    ("reciprocal", "vector", {}, 8 * 512 / 2),                 # max(MIN_II, 8N)
     ("iota", "gpsimd", {}, 150 + 512),                         # GPSIMD_START + N
-    ("tensor_tensor_scan", "vector", {}, 2 * 512),             # max(MIN_II, 2N)
-    ("bn_aggr", "vector", {}, 13 * 512 / 3),
+    ("tensor_tensor_scan", "vector", {}, 2 * 512 / 2),         # max(MIN_II, 2N)
+    ("bn_aggr", "vector", {}, 13 * 512 / 3 / 2),
 ])
 def test_other_formulas(op, engine, extra, cycles):
     ins = instruction(0, op, engine, [operand("dst", (128, 512)), operand("data", (128, 512))],
