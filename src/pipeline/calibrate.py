@@ -5,7 +5,9 @@
 Kernel level: every point of `calibration/points.yaml` runs (our kernel issuing the published kernel's
 instruction stream) through the interpreter and the cost model; the few fitted constants are fitted and each
 point is also predicted leave-one-out. With `--sources DIR` (git checkouts of the public repositories, e.g.
-DIR/nki-autotune) the published kernels themselves run too, unmodified, and are estimated beside ours.
+DIR/nki-autotune) the published kernels themselves run too, unmodified, and are estimated beside ours; so do
+the checks of `calibration/originals.yaml` (published kernels against their own torch references,
+`pipeline.calibration_sources`), written to `originals.json` and a section of `calibration.md`.
 Model level: the estimate of whole decode steps and prompts against the contest's and others' measurements
 (`pipeline.estimate.calibrate`). Writes `calibration.json` (one record per point), `calibration.md` and a
 log-log scatter into the output folder and logs them as one run of the MLflow experiment `calibration`.
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from nki_cpu.cost import calibration as kc
+from pipeline import calibration_sources
 from pipeline.config import project_root
 from pipeline.estimate.calibrate import model_level_report
 
@@ -68,6 +71,18 @@ def _original(point: kc.Point, sources: Path, workdir: Path, values: dict[str, f
     hw = kc.hardware(point.target)
     est = kc.estimated_ns(point, trace, kc.with_values(hw, values))
     return {"original_status": "ran unmodified", "original_estimated_ns": est}
+
+
+def original_checks(checks_file: Path, sources: Path, workdir: Path, values: dict[str, float]) -> list[dict]:
+    """Every check of `checks_file` run from `sources`, each estimated with the fitted constants when it ran."""
+    from nki_cpu.cost.estimate import estimate
+
+    def estimated(check: calibration_sources.Check, trace) -> float:
+        hw = kc.with_values(kc.hardware(check.target), values)
+        return estimate(trace, check.target, check.grid, hw=hw).time_ns
+
+    checks = calibration_sources.load_checks(checks_file)
+    return calibration_sources.run_checks(checks, sources, workdir, estimated, say=_say)
 
 
 def summarise(records: list[dict]) -> dict[str, float]:
@@ -157,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model-level points (none: --model-points '')")
     parser.add_argument("--sources", type=Path, default=None,
                         help="folder of git checkouts of the public repositories (e.g. DIR/nki-autotune)")
+    parser.add_argument("--originals", type=Path, default=root / "calibration" / "originals.yaml",
+                        help="published kernels checked against their torch references (with --sources)")
     parser.add_argument("--out", type=Path, default=root / "outputs" / "calibration")
     parser.add_argument("--tracking-uri", default=f"sqlite:///{root / 'mlflow.db'}")
     parser.add_argument("--artifact-root", default=str(root / "mlruns"))
@@ -164,21 +181,33 @@ def main(argv: list[str] | None = None) -> int:
     args.model_points = Path(args.model_points) if args.model_points else None
     if args.sources is not None and not args.sources.is_dir():
         parser.error(f"--sources {args.sources} is not a folder")
+    if args.sources is not None and not args.originals.is_file():
+        parser.error(f"--originals {args.originals} is not a file")
     import tempfile
 
     args.out.mkdir(parents=True, exist_ok=True)
     _say(f"calibration: kernel points from {args.points}")
+    originals: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="nki-calibration-") as workdir:
         records, values = kernel_records(args.points, args.sources, Path(workdir))
+        if args.sources is not None:
+            _say(f"calibration: published kernels against their references from {args.originals}")
+            originals = original_checks(args.originals, args.sources, Path(workdir), values)
     if args.model_points is not None:
         _say(f"calibration: model-level points from {args.model_points}")
         records += model_level_report(args.model_points)
     summary = summarise(records)
+    markdown = table(records)
+    if args.sources is not None:
+        summary.update(calibration_sources.summary(originals))
+        (args.out / "originals.json").write_text(json.dumps(originals, indent=2) + "\n")
+        markdown += ("\n## Published kernels against their own references (run unmodified from --sources)\n\n"
+                     + calibration_sources.table(originals))
     (args.out / "calibration.json").write_text(json.dumps(records, indent=2) + "\n")
-    (args.out / "calibration.md").write_text(table(records))
+    (args.out / "calibration.md").write_text(markdown)
     scatter(records, args.out / "calibration_scatter.png")
     run_id = log_to_mlflow(args.tracking_uri, args.artifact_root, args.out, summary, values)
-    _say(table(records))
+    _say(markdown)
     _say("fitted: " + ", ".join(f"{k} = {v:g}" for k, v in values.items()))
     _say("summary (estimates, not measurements): " + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
     _say(f"outputs: {args.out}\nMLflow: run {run_id} in experiment '{EXPERIMENT}' ({args.tracking_uri})")
