@@ -7,7 +7,8 @@ Prints, measured in this run:
    with every check and the trace on (target >= 50,000/s);
 2. the decode MoE experts kernel at real shapes (H=2048, 8 of 128 experts, I=192 per TP rank,
    bf16, one token) interpreted vs its torch reference: absolute times and their ratio
-   (target: the interpreted kernel under 2 s).
+   (issue 14's goal: at most 3x the torch reference), in wall clock and in this process's CPU time (the
+   steadier figure on a shared machine).
 """
 
 from __future__ import annotations
@@ -66,17 +67,20 @@ def moe_real_shapes() -> dict:
     kernel = nki_cpu.load_kernel(path, "moe_decode_experts_kernel")
     reference = nki_cpu.load_kernel(path, "moe_decode_experts_torch_ref")
     inputs = nki_cpu.load_kernel(path, "make_moe_inputs")(experts=128, hidden=2048, intermediate=192, top_k=8)
-    interp_times, ref_times = [], []
+    interp_times, ref_times, interp_cpu, ref_cpu = [], [], [], []
     for _ in range(REPEATS):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run = nki_cpu.run_kernel(kernel, *inputs)
         interp_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
+        interp_cpu.append(time.process_time() - start_cpu)
+        start, start_cpu = time.perf_counter(), time.process_time()
         expected = reference(*inputs)
         ref_times.append(time.perf_counter() - start)
+        ref_cpu.append(time.process_time() - start_cpu)
     error = float((run.outputs.float() - expected.float()).abs().max() / expected.float().abs().max())
     return {
         "interp_s": statistics.median(interp_times), "torch_s": statistics.median(ref_times),
+        "interp_cpu_s": statistics.median(interp_cpu), "torch_cpu_s": statistics.median(ref_cpu),
         "max_rel_error": error, "trace": run.trace, "torch_threads": torch.get_num_threads(),
     }
 
@@ -87,10 +91,12 @@ def main() -> None:
           f"{rate:,.0f}/s  [target >= 50,000/s: {'met' if rate >= 50_000 else 'NOT met'}]")
     moe = moe_real_shapes()
     trace = moe["trace"]
+    ratio = moe["interp_s"] / moe["torch_s"]
     print(f"decode MoE experts (H=2048, top-8 of 128, I=192, bf16, 1 token): interpreted "
           f"{moe['interp_s'] * 1e3:.1f} ms, torch reference {moe['torch_s'] * 1e3:.1f} ms "
-          f"({moe['torch_threads']} threads), ratio {moe['interp_s'] / moe['torch_s']:.1f}x  "
-          f"[target < 2 s: {'met' if moe['interp_s'] < 2 else 'NOT met'}]")
+          f"({moe['torch_threads']} threads), ratio {ratio:.1f}x  [goal <= 3x: {'met' if ratio <= 3 else 'NOT met'}]")
+    print(f"  CPU time: interpreted {moe['interp_cpu_s'] * 1e3:.1f} ms, torch reference {moe['torch_cpu_s'] * 1e3:.1f} ms, "
+          f"ratio {moe['interp_cpu_s'] / moe['torch_cpu_s']:.1f}x")
     print(f"  max |error| / max |reference| = {moe['max_rel_error']:.2e}; trace: {len(trace)} instructions "
           f"{trace.count_by_engine()}, {trace.total_macs:,} MACs, {trace.total_dma_bytes:,} DMA bytes, "
           f"peak SBUF {trace.peak_sbuf_bytes} B/partition, peak PSUM {trace.peak_psum_bytes} B/partition")

@@ -10,7 +10,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-BENCHMARKS = ["bench_model", "bench_nki_cpu", "bench_kernels", "bench_cost_model"]
+BENCHMARKS = ["bench_model", "bench_nki_cpu", "bench_decode_step", "bench_kernels", "bench_cost_model"]
 
 
 def main() -> None:

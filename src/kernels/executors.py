@@ -8,12 +8,16 @@ reference returns; the executor decides what `launch` does. `kernel` is a `@nki.
 SPMD launch over the physical cores of a logical core, the grid launch `kernel[n]`, as NKI writes it
 (the interpreter runs every program instance and records them in one trace). Executors that need the Neuron SDK
 (`nki_sim`, `neuron`) belong to the Trainium platform.
+
+`compiled_executor` wraps either: it runs the baseline as the Neuron compiler would (kernels.numerics) and
+every other variant as a custom call whose input is materialised in the model dtype.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from kernels.numerics import CompilerNumerics, materialise
 from kernels.registry import Variant
 
 Executor = Callable[[Variant, Any, tuple], Any]
@@ -46,6 +50,19 @@ def interpret(variant: Variant, params: Any, args: tuple, target: str) -> tuple[
     with nki_cpu.recording() as traces:
         output = interp_executor(target)(variant, params, args)
     return output, list(traces)
+
+def compiled_executor(inner: Executor, numerics: CompilerNumerics) -> Executor:
+    """Compiler-lowered variants (those with `compiled`) follow the compiler's rules; any other variant is a
+    custom call: its first argument, the activation (fp32 when a fused producer left it unrounded), is
+    materialised in the model dtype at its boundary and `inner` runs it."""
+
+    def run(variant: Variant, params: Any, args: tuple) -> Any:
+        if variant.compiled is not None:
+            return variant.compiled(*args, params=params, numerics=numerics)
+        return inner(variant, params, (materialise(args[0], numerics.dtype), *args[1:]))
+
+    return run
+
 
 EXECUTORS: dict[str, Callable[[str], Executor]] = {"reference": reference_executor, "interp": interp_executor}
 

@@ -48,6 +48,9 @@ class Variant:
     `reference` is a torch function with the exact numerics the variant must reproduce. `nki` (optional) runs
     the variant's NKI kernel(s) through a `launch` callable chosen by the executor; it takes the same
     arguments as `reference`. Phases not listed in `phases` fall back to the layer's `baseline`.
+    `compiled` (baselines only) computes the reference with the Neuron compiler's roundings
+    (kernels.numerics); it takes the reference's arguments plus `numerics`, and its first argument may be
+    an unrounded fp32 value a fused producer passes on. A variant without it is a custom call there.
     `transpose_weights` asks the model to store this layer's weight matrices transposed relative to their
     declared (logical) shapes in kernels.types, which stay the same: e.g. torch on the CPU wants
     [out, in] storage, an NKI kernel loading [in, out] tiles wants the other.
@@ -64,6 +67,7 @@ class Variant:
     test_only: bool = False
     transpose_weights: bool = False
     rtol: float = 0.0  # NKI kernel vs reference, max mode: |out - ref| <= rtol * max|ref| (0: bit-exact)
+    compiled: Callable[..., Any] | None = None
 
     def make_params(self, overrides: dict[str, Any] | None = None) -> Any:
         """The variant's params with `overrides` applied (type-checked); unknown knobs are an error naming

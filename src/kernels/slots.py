@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from kernels.executors import Executor, make_executor
+from kernels.executors import Executor, compiled_executor, make_executor
+from kernels.numerics import CompilerNumerics
 from kernels.registry import LAYERS, Variant, get
 from kernels.types import Phase
 
@@ -52,12 +53,17 @@ class KernelSet:
         params: dict[str, dict[str, Any]] | None = None,
         executor: str = "reference",
         target: str = "trn2",
+        numerics: CompilerNumerics | None = None,
     ) -> KernelSet:
-        """`choices` maps layer type to variant name (missing layers use `baseline`)."""
+        """`choices` maps layer type to variant name (missing layers use `baseline`). With `numerics`, the
+        baseline runs with the compiler's roundings and every other variant as a custom call whose input is
+        materialised in the model dtype (kernels.executors.compiled_executor)."""
         unknown = sorted(set(choices) - set(LAYERS))
         if unknown:
             raise ValueError(f"unknown layer type(s) {', '.join(unknown)}; layers: {', '.join(LAYERS)}")
         run = make_executor(executor, target)
+        if numerics is not None:
+            run = compiled_executor(run, numerics)
         slots = {}
         for layer in LAYERS:
             variant = get(layer, choices.get(layer, "baseline"))
@@ -66,8 +72,9 @@ class KernelSet:
         return cls(slots)
 
     @classmethod
-    def baseline(cls, executor: str = "reference", target: str = "trn2") -> KernelSet:
-        return cls.from_choices({}, executor=executor, target=target)
+    def baseline(cls, executor: str = "reference", target: str = "trn2",
+                 numerics: CompilerNumerics | None = None) -> KernelSet:
+        return cls.from_choices({}, executor=executor, target=target, numerics=numerics)
 
     def __getattr__(self, layer: str) -> KernelSlot:
         try:

@@ -7,6 +7,7 @@ last real token) or token generation (one new token per row, reading a KV bucket
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,40 @@ class Qwen3Moe:
 
         return KVCache(blank(), blank())
 
+    def attention_block(
+        self, index: int, hidden: torch.Tensor, pending: torch.Tensor | None, phase: Phase, positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, kv_len: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `index`'s input norm (adding the previous sublayer's `pending` output to the residual stream
+        `hidden`) and attention over every rank, all-reduced: (attention output, residual stream)."""
+        k, layer = self.kernels, self.layers[index]
+        normed, hidden = k.norm(phase, hidden if pending is None else pending, layer.input_norm, self.dims.rms_norm_eps,
+                                None if pending is None else hidden)
+        partials = []
+        for rank, weights in enumerate(layer.attention):
+            inputs = AttentionInputs(phase, positions, *rope, cache.k[index][rank], cache.v[index][rank], kv_len)
+            partials.append(k.attention(phase, normed, weights, inputs))
+        return self.tp.all_reduce(partials), hidden
+
+    def moe_block(self, index: int, attention_out: torch.Tensor, hidden: torch.Tensor, phase: Phase
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `index`'s post-attention norm (adding `attention_out` to the residual stream), router and
+        experts over every rank, all-reduced: (MoE output, residual stream)."""
+        k, layer = self.kernels, self.layers[index]
+        normed, hidden = k.norm(phase, attention_out, layer.post_attention_norm, self.dims.rms_norm_eps, hidden)
+        tokens = normed.reshape(-1, normed.shape[-1])
+        affinities, experts = k.router(phase, tokens, layer.router, self.dims.num_experts_per_tok)
+        partials = [k.experts(phase, tokens, affinities, experts, w) for w in layer.experts]
+        return self.tp.all_reduce(partials).view(hidden.shape), hidden
+
+    def head(self, pending: torch.Tensor, hidden: torch.Tensor, phase: Phase, last: torch.Tensor) -> torch.Tensor:
+        """The final norm (adding the last layer's output) and the vocabulary projection of each row's token
+        at `last` [B]: fp32 logits [B, V]."""
+        normed, _ = self.kernels.norm(phase, pending, self.final_norm, self.dims.rms_norm_eps, hidden)
+        final = normed[torch.arange(normed.shape[0]), last]
+        shards = [self.kernels.lm_head(phase, final, weight) for weight in self.lm_head]
+        return self.tp.all_gather_vocab(shards).float()
+
     @torch.inference_mode()
     def forward(
         self,
@@ -117,30 +152,19 @@ class Qwen3Moe:
         phase: Phase,
         kv_len: int,
         last_index: torch.Tensor | None = None,
+        taps: Callable[[int, str, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """input_ids/positions [B, S] -> fp32 logits [B, V] of each row's token at `last_index` (default: last)."""
-        k = self.kernels
+        """input_ids/positions [B, S] -> fp32 logits [B, V] of each row's token at `last_index` (default: last).
+        `taps(layer, block, output)` sees every layer's all-reduced attention and MoE outputs."""
         batch, seq = input_ids.shape
-        eps = self.dims.rms_norm_eps
-        cos, sin = rope_tables(positions, self.dims.head_dim, self.dims.rope_theta, self.dtype)
+        rope = rope_tables(positions, self.dims.head_dim, self.dims.rope_theta, self.dtype)
         hidden = self.embed[input_ids]
         pending = None  # the last sublayer's output, added to the residual stream by the next fused norm
-        for index, layer in enumerate(self.layers):
-            normed, hidden = k.norm(phase, hidden if pending is None else pending, layer.input_norm, eps,
-                                    None if pending is None else hidden)
-            partials = []
-            for rank, weights in enumerate(layer.attention):
-                inputs = AttentionInputs(phase, positions, cos, sin, cache.k[index][rank], cache.v[index][rank], kv_len)
-                partials.append(k.attention(phase, normed, weights, inputs))
-            attention_out = self.tp.all_reduce(partials)
-            normed, hidden = k.norm(phase, attention_out, layer.post_attention_norm, eps, hidden)
-            tokens = normed.reshape(batch * seq, -1)
-            affinities, experts = k.router(phase, tokens, layer.router, self.dims.num_experts_per_tok)
-            partials = [k.experts(phase, tokens, affinities, experts, w) for w in layer.experts]
-            pending = self.tp.all_reduce(partials).view(batch, seq, -1)
-        normed, _ = k.norm(phase, pending, self.final_norm, eps, hidden)
-        rows = torch.arange(batch)
+        for index in range(len(self.layers)):
+            attention_out, hidden = self.attention_block(index, hidden, pending, phase, positions, rope, cache, kv_len)
+            pending, hidden = self.moe_block(index, attention_out, hidden, phase)
+            if taps is not None:
+                taps(index, "attention", attention_out)
+                taps(index, "moe", pending)
         last = torch.full((batch,), seq - 1) if last_index is None else last_index
-        final = normed[rows, last]
-        shards = [k.lm_head(phase, final, weight) for weight in self.lm_head]
-        return self.tp.all_gather_vocab(shards).float()
+        return self.head(pending, hidden, phase, last)

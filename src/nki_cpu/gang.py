@@ -54,10 +54,11 @@ class Gang:
         """Run every instance; their return values in program-id order."""
         self.launch.gang = self
         threads = [threading.Thread(target=self._instance, args=(k,), daemon=True, name=f"nki-program-{k}")
-                   for k in range(len(self.program_ids))]
+                   for k in range(1, len(self.program_ids))]
         try:
             for thread in threads:
                 thread.start()
+            self._instance(0)     # on the launching thread: one thread fewer to start and to wait for
             for thread in threads:
                 thread.join()
         finally:

@@ -12,6 +12,7 @@ executes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .checks import fail, kernel_site, usage
 from .dtypes import NkiDtype, as_dtype
 from .errors import NkiIndexError, NkiUnsupportedError
 from .memory import Allocation, Buffer
-from .trace import Operand, Region
+from .trace import Region, RegionFields
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class Indirect:
     row_stride: int
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where a static view sits in its allocation, in bytes and partitions."""
+class Layout(NamedTuple):
+    """Where a static view sits in its allocation, in bytes and partitions (a NamedTuple: made for every
+    view an instruction touches, and a frozen dataclass costs several times more to build)."""
 
     partitions: tuple[int, int]
     byte_range: tuple[int, int]
@@ -200,8 +201,7 @@ class NkiTensor:
             start = self.offset * self.dtype.itemsize // new.itemsize
         else:
             start = int(offset)
-        shape = tuple(num for _, num in pairs)
-        strides = tuple(step for step, _ in pairs)
+        strides, shape = (tuple(column) for column in zip(*pairs)) if pairs else ((), ())
         if self.on_chip and pairs and pairs[0][1] > 1:
             pstride = self.alloc.bytes_per_partition // new.itemsize
             if pairs[0][0] != pstride:
@@ -285,10 +285,11 @@ class NkiTensor:
         if view is None:
             if self.indirect is not None:
                 raise NkiUnsupportedError("direct access to an indirect view")
-            self.layout()
+            if self._layout is None:
+                self.layout()
             itemsize = self.dtype.itemsize
             view = np.ndarray(self.shape, self.dtype.storage, self.alloc.raw, self.offset * itemsize,
-                              tuple(s * itemsize for s in self.strides))
+                              [s * itemsize for s in self.strides])
             self._np = view
         return view
 
@@ -297,33 +298,38 @@ class NkiTensor:
         flat = self._tile
         if flat is None:
             shape = (self.shape[0], -1) if self.alloc.kind != "hbm" else (1, -1)
-            try:
-                flat = np.reshape(self.np(), shape, copy=False)
-            except ValueError:
-                flat = False                 # remembered: this view needs a copy
+            if (self._layout or self.layout()).free_dims > 1:
+                flat = False                 # free dims that do not merge: NumPy would copy
+            else:
+                try:
+                    flat = self.np().reshape(shape, copy=False)
+                except ValueError:
+                    flat = False             # remembered: this view needs a copy
             self._tile = flat
         return None if flat is False else flat
 
-    def region(self) -> Region:
+    def region(self) -> RegionFields:
+        """The trace Region's fields (the Trace makes the Region when it is read)."""
         found = self._region
         if found is None:
-            layout = self.layout()
-            found = self._region = Region(self.alloc.kind, self.alloc.id, layout.partitions, layout.byte_range)
+            layout = self._layout or self.layout()
+            found = self._region = RegionFields(self.alloc.kind, self.alloc.id, layout.partitions, layout.byte_range)
         return found
 
-    def operand(self, role: str) -> Operand:
+    def operand(self, role: str) -> tuple:
+        """The trace Operand's fields, as a plain tuple (the Trace makes the Operand when it is read)."""
         cache = self._operands
         if cache is None:
             cache = self._operands = {}
         found = cache.get(role)
         if found is None:
-            layout = self.layout()
-            partitions = self.shape[0] if self.alloc.kind != "hbm" else 1
-            found = Operand(role, self.shape, self.dtype.name, self.alloc.kind, partitions, layout.free_elems,
-                            layout.inner_stride_bytes, layout.contiguous,
-                            partitions * layout.free_elems * self.dtype.itemsize,
-                            self.indirect is not None or self.via is not None, layout.run_elems)
-            cache[role] = found
+            layout = self._layout or self.layout()
+            kind = self.alloc.kind
+            partitions = self.shape[0] if kind != "hbm" else 1
+            found = cache[role] = (role, self.shape, self.dtype.name, kind, partitions, layout.free_elems,
+                                   layout.inner_stride_bytes, layout.contiguous,
+                                   partitions * layout.free_elems * self.dtype.storage.itemsize,
+                                   self.indirect is not None or self.via is not None, layout.run_elems)
         return found
 
 

@@ -50,12 +50,23 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 TRACE_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Region:
+    buffer: str
+    alloc: int
+    partitions: tuple[int, int]
+    byte_range: tuple[int, int]
+
+
+class RegionFields(NamedTuple):
+    """A Region's fields as the interpreter records them: cheap to make for every view an instruction touches;
+    the Trace makes the Region when it is read."""
+
     buffer: str
     alloc: int
     partitions: tuple[int, int]
@@ -94,8 +105,9 @@ class Instruction:
 
 @dataclass
 class Trace:
-    """All instructions of one launch. The interpreter appends raw field tuples (cheap) through
-    `append_raw`; `instructions` turns them into Instruction objects on first access."""
+    """All instructions of one launch. The interpreter appends raw field tuples (cheap), whose operands
+    and regions may be plain tuples of Operand fields and RegionFields; `instructions` turns them into
+    Instruction, Operand and Region objects on first access."""
 
     kernel: str
     target: str
@@ -111,7 +123,7 @@ class Trace:
     def instructions(self) -> list[Instruction]:
         raw, built = self.raw_instructions, self._built
         if len(built) < len(raw):
-            built.extend(Instruction(*fields) for fields in raw[len(built):])
+            built.extend(_instruction(fields) for fields in raw[len(built):])
         return built
 
     def __len__(self) -> int:
@@ -157,6 +169,13 @@ class Trace:
             peak_sbuf_bytes=body["peak_sbuf_bytes"], peak_psum_bytes=body["peak_psum_bytes"],
             sbuf_capacity_bytes=body["sbuf_capacity_bytes"], psum_capacity_bytes=body["psum_capacity_bytes"],
         )
+
+
+def _instruction(fields: tuple) -> Instruction:
+    seq, op, engine, operands, reads, writes, *rest = fields
+    return Instruction(seq, op, engine, tuple(o if type(o) is Operand else Operand(*o) for o in operands),
+                       tuple(r if type(r) is Region else Region(*r) for r in reads),
+                       tuple(r if type(r) is Region else Region(*r) for r in writes), *rest)
 
 
 def _region_from_dict(d: dict) -> Region:

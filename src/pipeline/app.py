@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from pipeline.config import CONF_DIR  # importing registers the schema and resolvers before Hydra composes
 from pipeline.config.validate import ConfigError
-from pipeline.runner import JobFailed, prepare, run_job
+from pipeline.runner import JobFailed, interrupt_exit_code, interrupt_reason, prepare, run_job, sigterm_as_interrupt
 
 log = logging.getLogger("pipeline")
 
@@ -22,20 +22,25 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     single = hydra_cfg.mode == RunMode.RUN
     try:
-        job = prepare(cfg, Path(hydra_cfg.runtime.output_dir))
+        with sigterm_as_interrupt():
+            job = prepare(cfg, Path(hydra_cfg.runtime.output_dir))
+            run_job(cfg, job, list(hydra_cfg.overrides.task))
     except ConfigError as error:
         if single:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         raise
-    try:
-        run_job(cfg, job, list(hydra_cfg.overrides.task))
     except JobFailed:
         if single:
             sys.exit(1)
         raise
-    except KeyboardInterrupt:
-        if single:
-            print("interrupted: runs marked KILLED, artifacts so far kept", file=sys.stderr)
-            sys.exit(130)
-        raise
+
+
+def cli() -> None:
+    """`python -m pipeline`. An interrupt (Ctrl-C, SIGTERM) passes through Hydra (it catches Exception only) and
+    ends here in one line, in a single run and a sweep alike; the runs were marked KILLED on the way."""
+    try:
+        main()
+    except KeyboardInterrupt as interrupt:
+        print(f"{interrupt_reason(interrupt)}: runs marked KILLED, artifacts so far kept", file=sys.stderr)
+        sys.exit(interrupt_exit_code(interrupt))

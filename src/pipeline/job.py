@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from kernels.numerics import CompilerNumerics
 from kernels.slots import KernelSet
 from model.dims import ModelDims
 from model.generation import Generation, generate, nxdi_buckets, pick_bucket
@@ -66,7 +67,8 @@ class Job:
     def _prompt(self, index: int, text: str) -> Prompt:
         ids = tuple(self.tokenizer.encode(text))
         seq_len = self.conf.workload.seq_len
-        new = self.conf.workload.max_new_tokens or seq_len - len(ids)
+        new = self.conf.workload.max_new_tokens
+        new = seq_len - len(ids) if new is None else new
         if new < 1 or len(ids) + new > seq_len:
             raise ConfigError(
                 f"workload.prompts[{index}] has {len(ids)} tokens; with max_new_tokens={new} it does not fit "
@@ -120,6 +122,20 @@ class Job:
                 f"model {self.conf.model.name} needs about {needed / 2**30:.0f} GiB of weights; this machine has "
                 f"{available / 2**30:.0f} GiB (use model=qwen3_30b_a3b_slice, or run on Trainium)"
             )
+
+    def numerics(self, mpa: bool | None = None, cuts: frozenset[str] = frozenset()) -> CompilerNumerics:
+        """The compiled baseline's numerics for `compiler:` (MPA overridable), with cut points inserted."""
+        compiler = self.conf.compiler
+        return CompilerNumerics(compiler.mpa if mpa is None else mpa, compiler.auto_cast, cuts, self.dtype)
+
+    def compiled_kernels(self, numerics: CompilerNumerics, baseline: bool = False) -> KernelSet:
+        """The job's kernel selection (or every kernel baseline) with the compiler's roundings between
+        custom calls (kernels.executors.compiled_executor)."""
+        platform = self.conf.platform
+        if baseline:
+            return KernelSet.baseline(platform.executor, platform.target, numerics)
+        return KernelSet.from_choices(dataclasses.asdict(self.conf.kernel), dataclasses.asdict(self.conf.kernel_params),
+                                      platform.executor, platform.target, numerics)
 
     def model(self, kernels: KernelSet | None = None) -> Qwen3Moe:
         """The model behind `kernels` (default: the job's selection); weights load once."""

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +22,7 @@ from pipeline.platforms import platform_for
 from pipeline.report import StageLine, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
+from pipeline.tracking.record import config_record, stage_record
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
 
 log = logging.getLogger(__name__)
@@ -25,6 +30,40 @@ log = logging.getLogger(__name__)
 
 class JobFailed(RuntimeError):
     """A stage failed; details are in the summary, the log and the MLflow run."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, `kill`) raised as an interrupt, so it takes Ctrl-C's path: runs KILLED, artifacts
+    written so far logged."""
+
+    signum = signal.SIGTERM
+
+
+def interrupt_reason(interrupt: KeyboardInterrupt) -> str:
+    return str(interrupt) or "interrupted (Ctrl-C)"
+
+
+def interrupt_exit_code(interrupt: KeyboardInterrupt) -> int:
+    """The shell's convention, 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the job runs, SIGTERM raises `Terminated` in the main thread (where Python delivers signals; a
+    job in a worker thread keeps the default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def git_commit(root: str) -> str:
@@ -51,10 +90,26 @@ def flatten(values: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+NOT_NAMED = ("tracking.", "paths.", "hydra")  # overrides that do not change what a job measures
+SHORT_PREFIXES = ("kernel.", "kernel_params.")  # no other top-level key starts with a layer name
+MAX_NAME_VALUE = 40
+
+
+def _short_override(override: str) -> str:
+    key, _, value = override.lstrip("+").partition("=")
+    for prefix in SHORT_PREFIXES:
+        key = key.removeprefix(prefix)
+    if len(value) > MAX_NAME_VALUE:
+        value = value[: MAX_NAME_VALUE - 3] + "..."
+    return f"{key}={value}"
+
+
 def run_name(conf, overrides: list[str]) -> str:
+    """The overrides as typed, minus the `kernel.` / `kernel_params.` prefixes (`lm_head=perturbed
+    lm_head.relative_noise=0.1`); long values are shortened (the `overrides` tag keeps them whole)."""
     if conf.tracking.run_name:
         return conf.tracking.run_name
-    shown = [o.split(".")[-1].split("/")[-1] for o in overrides if not o.startswith(("tracking.", "paths.", "hydra"))]
+    shown = [_short_override(o) for o in overrides if not o.lstrip("+~").startswith(NOT_NAMED)]
     return " ".join(shown) or "default"
 
 
@@ -89,21 +144,20 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
     }
     parent = os.environ.get(PARENT_RUN_ENV)
     run_id = store.start_run(run_name(conf, overrides), parent_run_id=parent, tags=tags)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    store.log(run_id, params=flatten(resolved))
-    (job.output_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    store.log_artifact(run_id, job.output_dir / "resolved_config.yaml")
-    log.info("MLflow run %s in experiment '%s' (%s)", run_id, conf.tracking.experiment, conf.tracking.uri)
-
-    lines, status = [], "FINISHED"
+    lines, status, interrupt = [], "FINISHED", None
     try:
+        params, machine_tags = config_record(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        store.log(run_id, params=params, tags=machine_tags)
+        (job.output_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        store.log_artifact(run_id, job.output_dir / "resolved_config.yaml")
+        log.info("MLflow run %s in experiment '%s' (%s)", run_id, conf.tracking.experiment, conf.tracking.uri)
         for name in conf.stages:
             stage_status = _run_stage(store, run_id, job, name, lines)
             if stage_status != "FINISHED":
                 status = stage_status
                 break
-    except KeyboardInterrupt:
-        status = "KILLED"
+    except KeyboardInterrupt as error:
+        status, interrupt = "KILLED", error
     finally:
         for name in conf.stages[len(lines):]:
             lines.append(StageLine(name, "SKIPPED", 0.0, ""))
@@ -119,8 +173,8 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
             f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri})",
         ]
         print("\n" + summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer), flush=True)
-    if status == "KILLED":
-        raise KeyboardInterrupt
+    if interrupt is not None:
+        raise interrupt
     if status == "FAILED":
         raise JobFailed(next(l.summary for l in lines if l.status == "FAILED"))
 
@@ -129,15 +183,16 @@ def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[S
     stage_run = store.start_run(name, parent_run_id=job_run_id, tags={"stage": name})
     start = time.perf_counter()
     status, summary = "FINISHED", ""
-    log.info("stage %s: started", name)
-    try:
+    try:  # from right after the run exists: an interrupt at any point below still closes it
+        log.info("stage %s: started", name)
         result = run_stage(name, job)
         job.results[name] = result
-        store.log(stage_run, metrics=result.metrics)
-        store.log(job_run_id, metrics={f"{name}.{k}": v for k, v in result.headline.items()}, tags=result.tags)
+        on_job, on_stage = stage_record(name, result.metrics, result.headline)
+        store.log(stage_run, metrics=on_stage)
+        store.log(job_run_id, metrics=on_job, tags=result.tags)
         summary = result.summary
-    except KeyboardInterrupt:
-        status, summary = "KILLED", "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as interrupt:
+        status, summary = "KILLED", interrupt_reason(interrupt)
         raise
     except Exception as error:  # a stage crash ends the job, never the tracking
         status, summary = "FAILED", f"{type(error).__name__}: {error}"
@@ -145,7 +200,7 @@ def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[S
         log.error("stage %s failed: %s", name, summary)
     finally:
         seconds = time.perf_counter() - start
-        store.log(stage_run, metrics={"seconds": seconds})
+        store.log(stage_run, metrics={f"{name}.seconds": seconds})
         store.log_artifacts(stage_run, job.output_dir / name)
         store.end(stage_run, status)
         lines.append(StageLine(name, status, seconds, summary))

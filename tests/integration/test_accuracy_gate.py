@@ -56,7 +56,7 @@ def test_bf16_passes_the_contest_gate_against_transformers(tracking, tmp_path):
     (job,) = job_runs(tracking)
     assert job.data.metrics["accuracy.passed"] == 1.0 and job.data.tags["accuracy.reference"] == "transformers"
     (stage,) = children(tracking, job.info.run_id)
-    assert [stage.data.metrics[f"p{i}.passed"] for i in range(5)] == [1.0] * 5
+    assert [stage.data.metrics[f"accuracy.p{i}.passed"] for i in range(5)] == [1.0] * 5
 
 
 @pytest.mark.parametrize("tp_degree", [1, 4])

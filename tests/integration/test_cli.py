@@ -1,8 +1,10 @@
-"""`python -m pipeline` end to end: the default job, bad input, a crash, Ctrl-C."""
+"""`python -m pipeline` end to end: the default job, bad input, a crash, Ctrl-C and SIGTERM."""
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import PROJECT, compose_config, tracking_overrides
 from tests.integration.cli import FAST, children, job_runs, pipeline_command, run_pipeline, runs
@@ -13,6 +15,7 @@ STAGES = ["compile", "accuracy", "latency", "profile", "score"]
 def test_default_pipeline_runs_every_stage(tracking, tmp_path):
     result = run_pipeline(FAST, tracking, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "USDT" not in result.stderr + result.stdout  # kineto's profiler_start/stop markers
     assert "pipeline job: " in result.stdout and "MLflow:" in result.stdout
     (job,) = job_runs(tracking)
     assert job.info.status == "FINISHED"
@@ -28,10 +31,26 @@ def test_default_pipeline_runs_every_stage(tracking, tmp_path):
     stages = {r.info.run_name: r for r in children(tracking, job.info.run_id)}
     assert sorted(stages) == sorted(STAGES)
     assert all(r.info.status == "FINISHED" for r in stages.values())
+    assert_record_schema(job, stages)
     artifacts = Path(tracking["artifact_root"]) / "pipeline"
     files = {p.name for p in artifacts.rglob("*") if p.is_file()}
     assert {"plan.json", "report.json", "latency.json", "trace.json", "top_ops.txt", "kernel_times.png",
             "score.json", "resolved_config.yaml", "config.yaml", "overrides.yaml", "pipeline.log"} <= files
+
+
+def assert_record_schema(job, stages) -> None:
+    """README "The record": `<stage>.<key>` everywhere, each figure once, no variant in a key, machine paths as
+    tags, rounded values."""
+    for name, stage in stages.items():
+        assert all(k.startswith(f"{name}.") for k in stage.data.metrics), sorted(stage.data.metrics)
+        assert not set(stage.data.metrics) & set(job.data.metrics)
+    chosen = [k.removeprefix("kernel.") + f".{v}" for k, v in job.data.tags.items() if k.startswith("kernel.")]
+    keys = set(job.data.metrics).union(*(s.data.metrics for s in stages.values()))
+    assert not [k for k in keys if any(c in k for c in chosen)]  # e.g. cpu_ms.norm.baseline
+    assert not [k for k in job.data.params if k.startswith(("paths.", "tracking."))]
+    assert {"paths.root", "paths.output_dir", "tracking.uri"} <= set(job.data.tags)
+    values = [*job.data.metrics.values(), *(v for s in stages.values() for v in s.data.metrics.values())]
+    assert all(float(f"{v:.5g}") == v for v in values)
 
 
 def test_unknown_variant_is_one_line_and_opens_no_run(tracking, tmp_path):
@@ -71,7 +90,11 @@ def test_stage_crash_fails_the_run_and_keeps_artifacts(tracking, tmp_path, monke
     assert {"traceback.txt", "plan.json", "report.json"} <= logged
 
 
-def test_ctrl_c_marks_the_run_killed_and_keeps_artifacts(tracking, tmp_path):
+@pytest.mark.parametrize("signum,exit_code,message", [
+    (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+    pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM)", marks=pytest.mark.slow),  # as `timeout` or `kill`
+], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_marks_the_runs_killed_and_keeps_artifacts(tracking, tmp_path, signum, exit_code, message):
     args = ["latency.runs=200", "latency.warmup=0", "workload.max_new_tokens=4", "stages=[compile,accuracy,latency]"]
     process = subprocess.Popen(
         pipeline_command(args, tracking, tmp_path), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -82,16 +105,29 @@ def test_ctrl_c_marks_the_run_killed_and_keeps_artifacts(tracking, tmp_path):
         if "stage latency: started" in line or time.monotonic() > deadline:
             break
     time.sleep(2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     output = process.communicate(timeout=120)[0]
-    assert process.returncode == 130, output[-2000:]
-    assert "interrupted" in output
+    assert process.returncode == exit_code, output[-2000:]
+    assert f"{message}: runs marked KILLED, artifacts so far kept" in output
     (job,) = job_runs(tracking)
     assert job.info.status == "KILLED"
     stages = {r.info.run_name: r.info.status for r in children(tracking, job.info.run_id)}
     assert stages == {"compile": "FINISHED", "accuracy": "FINISHED", "latency": "KILLED"}
     logged = {p.name for p in Path(tracking["artifact_root"]).rglob("*") if p.is_file()}
-    assert {"plan.json", "report.json", "pipeline.log"} <= logged
+    assert {"plan.json", "report.json", "pipeline.log", "resolved_config.yaml"} <= logged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override,error", [
+    ("+kernel_params.norm.foo=1", "kernel_params.norm: unknown knob(s) foo for variant 'baseline' (valid: none)"),
+    ("kernel_params.norm.foo=1", "kernel_params.norm: unknown knob(s) foo for variant 'baseline' (valid: none)"),
+    ("stages=[score,compile]", "stages=[score,compile]: score needs latency earlier in stages"),
+])
+def test_config_errors_are_one_line_before_any_run(tracking, tmp_path, override, error):
+    result = run_pipeline([override], tracking, tmp_path)
+    assert result.returncode == 2
+    assert [l for l in result.stderr.splitlines() if l.strip()] == [f"error: {error}"]
+    assert result.stdout == "" and runs(tracking) == []
 
 
 def test_help_lists_groups_variants_and_stages(tracking, tmp_path):
@@ -102,4 +138,4 @@ def test_help_lists_groups_variants_and_stages(tracking, tmp_path):
     for layer in ("norm", "attention", "router", "experts", "lm_head"):
         assert f"  {layer}:" in text
     assert "perturbed" in text and "(test only)" in text
-    assert "compile, accuracy, latency, profile, score" in text
+    assert "compile, cutpoints, accuracy, latency, profile, score" in text

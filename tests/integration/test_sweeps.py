@@ -1,7 +1,11 @@
 """Hydra multiruns: a 2x2 sweep lands as four FINISHED job runs under one FINISHED parent run."""
+import signal
+import subprocess
+
 import pytest
 
-from tests.integration.cli import children, job_runs, run_pipeline, runs
+from tests.conftest import PROJECT
+from tests.integration.cli import children, job_runs, pipeline_command, run_pipeline, runs
 
 SWEEP = ["-m", "kernel.lm_head=baseline,perturbed", "parallel.tp_degree=1,2", "stages=[compile,accuracy]",
          "workload.max_new_tokens=4"]
@@ -29,3 +33,24 @@ def test_sweep_with_an_unknown_variant_fails_once_before_any_job(tracking, tmp_p
     assert lines == [f"error: kernel.experts=no_such_variant is not a registered variant; choose one of: "
                      f"{', '.join(__import__('kernels').names('experts'))}"]
     assert runs(tracking) == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_sweep_kills_the_job_and_the_parent_in_one_line(tracking, tmp_path):
+    args = ["-m", "kernel.lm_head=baseline,perturbed", "stages=[compile,accuracy,latency]", "latency.runs=200",
+            "latency.warmup=0", "workload.max_new_tokens=4"]
+    process = subprocess.Popen(pipeline_command(args, tracking, tmp_path), cwd=PROJECT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "stage latency: started" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 143, output[-2000:]
+    assert "Traceback" not in output and output.rstrip().endswith(
+        "terminated (SIGTERM): runs marked KILLED, artifacts so far kept")
+    (parent,) = [r for r in runs(tracking) if r.data.tags.get("kind") == "sweep"]
+    (job,) = children(tracking, parent.info.run_id)
+    assert (parent.info.status, job.info.status) == ("KILLED", "KILLED")
+    stages = {r.info.run_name: r.info.status for r in children(tracking, job.info.run_id)}
+    assert stages == {"compile": "FINISHED", "accuracy": "FINISHED", "latency": "KILLED"}

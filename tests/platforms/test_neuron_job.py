@@ -60,7 +60,7 @@ def test_device_job_runs_every_stage_and_logs_to_mlflow(platform, fakes, trackin
     dims = job.dims
     nki = sum((2 * dims.num_hidden_layers + 1) * t * dims.hidden_size for t in (128, 1))
     dots = sum(dims.num_hidden_layers * t * dims.hidden_size ** 2 for t in (128, 1))
-    assert metrics["compile.nki_mac_ratio"] == pytest.approx(nki / (nki + dots), rel=1e-12)
+    assert metrics["compile.nki_mac_ratio"] == pytest.approx(nki / (nki + dots), rel=1e-4)  # 5 significant digits
     assert metrics["accuracy.passed"] == 1.0
     assert metrics["latency.p0.e2e_p99_ms"] > 0 and metrics["latency.p0.cte_ms"] > 0
     assert metrics["latency.p0.tkg_step_ms"] > 0 and "latency.p0.host_ms" in metrics and "latency.est.e2e_ms" in metrics
@@ -82,8 +82,8 @@ def test_same_config_reuses_builds_and_baseline_job_shares_the_baseline(fakes, t
     first, second, baseline = sorted(job_runs(tracking), key=lambda r: r.info.start_time)
     assert second.data.tags["compile.candidate_key"] == first.data.tags["compile.candidate_key"]
     compile_stage = next(r for r in children(tracking, second.info.run_id) if r.info.run_name == "compile")
-    assert compile_stage.data.metrics["candidate.cache_hit"] == 1.0
-    assert compile_stage.data.metrics["baseline.cache_hit"] == 1.0
+    assert compile_stage.data.metrics["compile.candidate.cache_hit"] == 1.0
+    assert compile_stage.data.metrics["compile.baseline.cache_hit"] == 1.0
     assert baseline.data.tags["compile.candidate_key"] == baseline.data.tags["compile.baseline_key"]
     assert baseline.data.tags["compile.baseline_key"] == first.data.tags["compile.baseline_key"]
 
@@ -100,7 +100,8 @@ def test_poisoned_compile_cache_is_purged_and_retried_once(fakes, tracking, tmp_
     (record,) = job_runs(tracking)
     metrics = record.data.metrics
     stage = next(r for r in children(tracking, record.info.run_id) if r.info.run_name == "compile")
-    assert stage.data.metrics["baseline.attempts"] == 2 and stage.data.metrics["baseline.purged_cache_entries"] == 1
+    assert stage.data.metrics["compile.baseline.attempts"] == 2
+    assert stage.data.metrics["compile.baseline.purged_cache_entries"] == 1
     assert metrics["compile.nki_mac_ratio"] == 0.0  # all baseline: no custom call in the HLOs
     log = next(Path(tracking["artifact_root"]).rglob("compile.log")).read_text()
     assert "Got a cached failed neff at" in log and "compiler args:" in log
@@ -142,23 +143,23 @@ def test_device_lock_excludes_a_second_holder(tmp_path):
 
 def test_profile_captures_both_submodels_across_tp_workers(fakes, tracking, tmp_path, monkeypatch):
     neuron_fakes.install_profiler(tmp_path / "bin", monkeypatch)
-    overrides = device_overrides(tmp_path, tracking, "stages=[compile,profile,latency]", "parallel.tp_degree=2",
+    overrides = device_overrides(tmp_path, tracking, "stages=[compile,profile]", "parallel.tp_degree=2",
                                  "kernel.norm=nki_rmsnorm")
-    run(tmp_path, overrides, "a")
-    # compile loads both builds; profile drops them for the capture; latency loads the job's build again
-    assert [path for _, path in fakes["load"]] == [path for _, path in fakes["compile"]] + [fakes["compile"][1][1]]
+    job = run(tmp_path, overrides, "a")
+    assert job.platform.session(job).builds == {}  # the models were dropped for the capture
     assert len(fakes["compile"]) == 2
     (record,) = job_runs(tracking)
     stage = next(r for r in children(tracking, record.info.run_id) if r.info.run_name == "profile")
     assert stage.info.status == "FINISHED"
-    assert stage.data.metrics["cte.summary.total_time"] == 0.0125
-    assert stage.data.metrics["tkg.summary.tensor_engine_active_time_percent"] == 41.5
+    metrics = {**stage.data.metrics, **record.data.metrics}  # the headline (.time_us) is on the job run
+    assert metrics["profile.cte.summary.total_time"] == 0.0125
+    assert metrics["profile.tkg.summary.tensor_engine_active_time_percent"] == 41.5
     layers = 2 * 4 + 1  # the tiny model's decoder and final norms, one NKI call each per graph
     for phase in ("context", "token"):  # measured per call beside the cost model's estimate of one call
-        assert stage.data.metrics[f"norm.{phase}.time_us"] == 2.5
-        assert stage.data.metrics[f"norm.{phase}.calls"] == layers
-        assert stage.data.metrics[f"est.norm.{phase}.time_us"] > 0
-    assert not [k for k in stage.data.metrics if k.startswith("nki_other")]
+        assert metrics[f"profile.norm.{phase}.time_us"] == 2.5
+        assert metrics[f"profile.norm.{phase}.calls"] == layers
+        assert metrics[f"profile.est.norm.{phase}.time_us"] > 0
+    assert not [k for k in metrics if "nki_other" in k]
     files = {p.relative_to(Path(tracking["artifact_root"])).parts[-2:] for p in Path(tracking["artifact_root"]).rglob("*")
              if p.is_file()}
     for short in ("cte", "tkg"):

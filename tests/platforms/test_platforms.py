@@ -61,7 +61,7 @@ def test_compile_key_follows_what_changes_the_graph(tmp_path):
     base = conf_of(tmp_path)
     assert key(base) == key(conf_of(tmp_path, "latency.runs=9", "accuracy.num_tokens_to_check=3"))
     assert key(base) != key(base, {**dataclasses.asdict(base.kernel), "norm": "nki_rmsnorm"})
-    assert key(base) != key(conf_of(tmp_path, "platform.neuron.mixed_precision_accumulation=false"))
+    assert key(base) != key(conf_of(tmp_path, "compiler.mpa=false"))
     assert key(base) != key(conf_of(tmp_path, "parallel.tp_degree=2"))
     assert key(base) != compile_key(base, dataclasses.asdict(base.kernel), {}, [128, 256])
 

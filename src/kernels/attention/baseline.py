@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.norm.baseline import rms_norm
+from kernels.numerics import CompilerNumerics
 from kernels.registry import Variant, register
 from kernels.torch_ops import linear, linear_many
 from kernels.types import AttentionInputs, AttentionWeights, Phase
@@ -124,11 +125,20 @@ def attention_reference(
     return linear(out.transpose(1, 2).reshape(batch, seq, -1), weights.o_proj)
 
 
+def attention_compiled(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, params: object = None,
+                       *, numerics: CompilerNumerics) -> torch.Tensor:
+    """attention_reference on the input as the compiler feeds the projections: the norm's fp32 result under
+    MPA (kernels.numerics rule 3; a fp32 x bf16 product rounds to the weight's dtype)."""
+    out = attention_reference(numerics.cut("attention_input", x), weights, inputs)
+    return numerics.cut("attention_output", out)
+
+
 register(
     Variant(
         layer="attention",
         name="baseline",
         summary="NxDI attention numerics (q/k norm before RoPE, split prior/active softmax in decode)",
         reference=attention_reference,
+        compiled=attention_compiled,
     )
 )

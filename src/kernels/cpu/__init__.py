@@ -81,9 +81,11 @@ def available() -> bool:
     return _library() is not None
 
 
-def bf16_linear_many(x: torch.Tensor, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+def bf16_linear_many(x: torch.Tensor, weights: list[torch.Tensor], out_dtype: torch.dtype | None = None
+                     ) -> list[torch.Tensor]:
     """One token's products with several contiguous bf16 weights [out_i, in] in one call: x is [in] (shared)
-    or [len(weights), in] (one row per weight). Requires `available()`; results in x's dtype."""
+    or [len(weights), in] (one row per weight), any float dtype. Requires `available()`; results rounded once
+    to `out_dtype` (default x's dtype)."""
     rows = x.float().contiguous()
     stride = 0 if rows.dim() == 1 else rows.shape[1]
     sizes = [w.shape[0] for w in weights]
@@ -92,14 +94,14 @@ def bf16_linear_many(x: torch.Tensor, weights: list[torch.Tensor]) -> list[torch
     out = torch.empty(sum(sizes), dtype=torch.float32)
     _library().bf16_gemv_multi(rows.data_ptr(), stride, rows.shape[-1], pointers, counts, len(weights),
                                out.data_ptr(), torch.get_num_threads())
-    return list(out.to(x.dtype).split(sizes))
+    return list(out.to(out_dtype or x.dtype).split(sizes))
 
 
-def bf16_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def bf16_linear(x: torch.Tensor, weight: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """x [..., in] (any float dtype) times a contiguous bf16 weight [out, in] transposed, accumulated in
-    fp32 and rounded once to x's dtype. Requires `available()`."""
+    fp32 and rounded once to `out_dtype` (default x's dtype). Requires `available()`."""
     rows = x.reshape(-1, x.shape[-1]).float().contiguous()
     out = torch.empty(rows.shape[0], weight.shape[0], dtype=torch.float32)
     _library().bf16_matmul(rows.data_ptr(), rows.shape[0], rows.shape[1], weight.data_ptr(), weight.shape[0],
                            out.data_ptr(), torch.get_num_threads())
-    return out.to(x.dtype).reshape(*x.shape[:-1], weight.shape[0])
+    return out.to(out_dtype or x.dtype).reshape(*x.shape[:-1], weight.shape[0])

@@ -7,13 +7,15 @@ load (`tokens * top_k / experts`, threshold 1.0):
 - all-experts / blockwise (prefill): experts are visited in ascending index order and each scaled output is
   added to a model-dtype accumulator, rounding after every add (so each token sums its experts' scaled
   outputs in ascending expert order, rounding after every add).
-Each expert is `down(silu(gate) * up)` with model-dtype rounding after every op.
+Each expert is `down(silu(gate) * up)` with model-dtype rounding after every op; the compiled baseline
+(`experts_compiled`) keeps the roundings kernels.numerics schedules instead.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from kernels.numerics import CompilerNumerics, eager
 from kernels.registry import Variant, register
 from kernels.torch_ops import linear_many, matmul
 from kernels.types import ExpertWeights
@@ -21,42 +23,41 @@ from kernels.types import ExpertWeights
 SELECTIVE_LOADING_THRESHOLD = 1.0  # NxD model_utils.DEFAULT_SELECTIVE_LOADING_THRESHOLD
 
 
-def expert_mlp(x: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
-    """One expert on tokens x [n, H]: gate_up [H, 2I], down [I, H] -> [n, H], rounding after every op."""
-    gate, up = matmul(x, gate_up).chunk(2, dim=-1)
-    return matmul(F.silu(gate) * up, down)
-
-
-def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: ExpertWeights) -> torch.Tensor:
-    """expert_mlp for consecutive row groups, group i through expert experts[i]: per-expert products,
-    element-wise ops once over all rows (the same roundings, far fewer torch calls)."""
+def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: ExpertWeights,
+                 numerics: CompilerNumerics) -> torch.Tensor:
+    """Expert MLPs for consecutive row groups, group i through expert experts[i]: per-expert products,
+    element-wise ops once over all rows (the same roundings, far fewer torch calls). The down outputs are
+    left in numerics.down_dtype()."""
     chunks = rows.split(counts)
-    gate, up = torch.cat([matmul(c, w.gate_up[e]) for e, c in zip(experts, chunks)]).chunk(2, dim=-1)
-    hidden = (F.silu(gate) * up).split(counts)
-    return torch.cat([matmul(h, w.down[e]) for e, h in zip(experts, hidden)])
+    products = [matmul(c, w.gate_up[e], numerics.gate_up_dtype()) for e, c in zip(experts, chunks)]
+    hidden = numerics.swiglu(*torch.cat(products).chunk(2, dim=-1)).split(counts)
+    return torch.cat([matmul(h, w.down[e], numerics.down_dtype()) for e, h in zip(experts, hidden)])
 
 
 def uses_selective_loading(tokens: int, top_k: int, experts: int) -> bool:
     return tokens * top_k / experts < SELECTIVE_LOADING_THRESHOLD
 
 
-def _selective(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights) -> torch.Tensor:
+def _selective(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights,
+               numerics: CompilerNumerics) -> torch.Tensor:
     rows = []
     for t, chosen in enumerate(index.tolist()):
-        gate, up = torch.stack(linear_many(x[t], [w.gate_up[e].mT for e in chosen])).chunk(2, dim=-1)
-        outputs = torch.stack(linear_many(F.silu(gate) * up, [w.down[e].mT for e in chosen]))
-        rows.append((outputs * affinities[t].unsqueeze(1)).sum(dim=0))
+        products = linear_many(x[t], [w.gate_up[e].mT for e in chosen], numerics.gate_up_dtype())
+        hidden = numerics.swiglu(*torch.stack(products).chunk(2, dim=-1))
+        outputs = torch.stack(linear_many(hidden, [w.down[e].mT for e in chosen], numerics.down_dtype()))
+        rows.append(numerics.expert_output(outputs, affinities[t].unsqueeze(1)).sum(dim=0))
     return torch.stack(rows)
 
 
-def _ascending(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights) -> torch.Tensor:
+def _ascending(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights,
+               numerics: CompilerNumerics) -> torch.Tensor:
     tokens, top_k = index.shape
     flat = index.flatten()
     order = torch.argsort(flat, stable=True)  # assignments grouped by expert
     experts, counts = torch.unique_consecutive(flat[order], return_counts=True)
-    outputs = _grouped_mlp(x[order // top_k], experts.tolist(), counts.tolist(), w)
-    scaled = torch.empty_like(outputs)
-    scaled[order] = outputs * affinities.flatten()[order].unsqueeze(1)
+    outputs = _grouped_mlp(x[order // top_k], experts.tolist(), counts.tolist(), w, numerics)
+    scaled = torch.empty(outputs.shape, dtype=numerics.dtype)
+    scaled[order] = numerics.expert_output(outputs, affinities.flatten()[order].unsqueeze(1))
     ascending = index.argsort(dim=1).unsqueeze(2).expand(-1, -1, x.shape[1])
     contributions = scaled.view(tokens, top_k, -1).gather(1, ascending)
     out = contributions[:, 0]  # = 0 + first contribution, exactly
@@ -65,13 +66,25 @@ def _ascending(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w
     return out
 
 
+def experts_scheduled(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
+                      numerics: CompilerNumerics) -> torch.Tensor:
+    """NxD's two paths with the roundings `numerics` schedules (kernels.numerics rules 1-4)."""
+    if uses_selective_loading(x.shape[0], index.shape[1], weights.gate_up.shape[0]):
+        return _selective(x, affinities, index, weights, numerics)
+    return _ascending(x, affinities, index, weights, numerics)
+
+
 def experts_reference(
     x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights, params: object = None
 ) -> torch.Tensor:
     """x [T, H], affinities/index [T, top_k] -> this rank's partial output [T, H] (summed across ranks later)."""
-    if uses_selective_loading(x.shape[0], index.shape[1], weights.gate_up.shape[0]):
-        return _selective(x, affinities, index, weights)
-    return _ascending(x, affinities, index, weights)
+    return experts_scheduled(x, affinities, index, weights, eager(x.dtype))
+
+
+def experts_compiled(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
+                     params: object = None, *, numerics: CompilerNumerics) -> torch.Tensor:
+    """experts_reference with the compiler's roundings; x is the norm's fp32 result under MPA."""
+    return experts_scheduled(numerics.cut("moe_input", x), affinities, index, weights, numerics)
 
 
 register(
@@ -80,6 +93,7 @@ register(
         name="baseline",
         summary="NxD ExpertMLPsV2 numerics (selective loading in decode, ascending-expert accumulation in prefill)",
         reference=experts_reference,
+        compiled=experts_compiled,
         transpose_weights=True,
     )
 )

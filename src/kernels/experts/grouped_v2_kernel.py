@@ -166,7 +166,7 @@ class PairStream(nl.NKIObject):
         self.consumed[kind] += 1
 
 
-def gate_up_pair(stream, x_t, x_wide, token, q, dtype):
+def gate_up_pair(stream, x_t, x_wide, token, q, dtype, fp32_swiglu):
     """Pair q's gate/up on the token -> block-diagonal h [P, r, 2] (A's rows p * r + c on partitions 0..63 in
     column 0, B's on 64..127 in column 1, zeros elsewhere).
 
@@ -201,9 +201,10 @@ def gate_up_pair(stream, x_t, x_wide, token, q, dtype):
                     moving = x_t[0:pmax, token, first + k:first + k + 1]
                 nisa.nc_matmul(dst=partials[0:pmax, group, 0:columns, load], stationary=stationary, moving=moving)
         stream.done(i)
-    gate_up = nl.ndarray((pmax, 2 * chunks, columns), dtype=dtype, buffer=nl.sbuf)
+    inner = nl.float32 if fp32_swiglu else dtype  # fp32: gate, up and silu unrounded, one rounding at h
+    gate_up = nl.ndarray((pmax, 2 * chunks, columns), dtype=inner, buffer=nl.sbuf)
     nisa.tensor_reduce(dst=gate_up, op=nl.add, data=partials, axis=3)
-    act = nl.ndarray((pmax, chunks, columns), dtype=dtype, buffer=nl.sbuf)
+    act = nl.ndarray((pmax, chunks, columns), dtype=inner, buffer=nl.sbuf)
     nisa.activation(dst=act, op=nl.silu, data=gate_up[0:pmax, 0:chunks, :])
     h_t = nl.ndarray((pmax, chunks, 2), dtype=dtype, buffer=nl.sbuf)
     nisa.memset(dst=h_t, value=0.0, engine=nisa.engine.gpsimd)
@@ -252,7 +253,7 @@ def load_wide_tokens(x):
 
 @nki.jit
 def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per_load, last_chunks, gate_up_bufs,
-               down_bufs, wide_pairs):
+               down_bufs, wide_pairs, fp32_swiglu, fp32_affinity):
     """x [T, H], affinities [T, k], index [T, k] int32, gate_up [E, H, 2I], down [E, I, H]
     -> this rank's partial MoE output [T, H]. Launch as grouped_v2[cores]."""
     tokens, hidden = x.shape
@@ -289,12 +290,12 @@ def grouped_v2(x, affinities, index, gate_up, down, k_tiles_per_load, chunks_per
     previous = None  # h of the pair whose down projection comes next
     for q in range(count):
         token = (first_pair + q) // per_token
-        h_t = gate_up_pair(stream, x_t, x_wide, token, q, x.dtype)
+        h_t = gate_up_pair(stream, x_t, x_wide, token, q, x.dtype, fp32_swiglu)
         if q > 0:
-            scaled.append(finish_pair(stream, previous, q - 1, scales, blocks, x.dtype))
+            scaled.append(finish_pair(stream, previous, q - 1, scales, blocks, x.dtype, fp32_affinity))
         previous = h_t
     if count > 0:
-        scaled.append(finish_pair(stream, previous, count - 1, scales, blocks, x.dtype))
+        scaled.append(finish_pair(stream, previous, count - 1, scales, blocks, x.dtype, fp32_affinity))
 
     # The sum over each token's k experts, by the core holding the token's last pair: first the tokens whose
     # experts are all here; tokens with experts on several cores after the others' outputs arrive.
@@ -331,16 +332,18 @@ def stream_chunks(gate_up):
     return gate_up.shape[2] // 2 // HALF
 
 
-def finish_pair(stream, h_t, q, scales, blocks, dtype):
-    """Pair q's expert outputs, rounded, times their affinities (rounded): [P, 2, H/P]."""
+def finish_pair(stream, h_t, q, scales, blocks, dtype, fp32_affinity):
+    """Pair q's expert outputs, rounded, times their affinities (rounded): [P, 2, H/P]. fp32_affinity: the
+    fp32 down output times the affinity, rounded once."""
     pmax = nl.tile_size.pmax
     slots = scales.shape[1]
     pair = stream.first_pair + q
-    factors = nl.ndarray((pmax, 2, blocks), dtype=dtype, buffer=nl.sbuf)
+    inner = nl.float32 if fp32_affinity else dtype
+    factors = nl.ndarray((pmax, 2, blocks), dtype=inner, buffer=nl.sbuf)
     nisa.tensor_copy(dst=factors, src=scales.ap(pattern=[[slots, pmax], [1, 2], [0, blocks]], offset=2 * pair),
                      engine=nisa.engine.gpsimd)
     partials = down_pair(stream, h_t, q, blocks)
-    outputs = nl.ndarray((pmax, 2, blocks), dtype=dtype, buffer=nl.sbuf)
+    outputs = nl.ndarray((pmax, 2, blocks), dtype=inner, buffer=nl.sbuf)
     nisa.tensor_reduce(dst=outputs, op=nl.add, data=partials, axis=3)
     scaled = nl.ndarray((pmax, 2, blocks), dtype=dtype, buffer=nl.sbuf)
     nisa.tensor_tensor(dst=scaled, data1=outputs, data2=factors, op=nl.multiply)

@@ -3,6 +3,12 @@
 The kernel gathers only the selected experts' weights from the full per-rank tensors by indirect DMA, a whole
 expert per pair of DMAs, and returns each slot's expert output; the affinity-weighted sum over the k
 experts stays in torch, with the baseline's ops. Context encoding falls back to the baseline.
+
+Against the compiled baseline with MPA (kernels.numerics) it crosses three lossy boundaries: it reads the bf16
+MoE input (the compiler keeps the norm's fp32 value, rule 3), rounds gate/up and silu (rule 1 keeps them fp32)
+and hands bf16 expert outputs to the affinity multiply (rule 4 scales the fp32 down output). With MPA off on
+both sides it is the baseline's schedule. grouped_v2's fp32_swiglu / fp32_affinity knobs are the redesign of
+the inside; the input boundary stays lossy under MPA for any decode MoE kernel that starts at the MoE input.
 """
 from __future__ import annotations
 

@@ -1,6 +1,12 @@
 """NKI RMSNorm variants: `nki_rmsnorm` (the residual add stays in torch) and `nki_add_rmsnorm` (the add
 is fused into the kernel, saving a round trip of the hidden state). Both reproduce the baseline's
-numerics (norm.baseline.norm_reference)."""
+numerics (norm.baseline.norm_reference).
+
+Against the compiled baseline (kernels.numerics, README "The accuracy wall"): with MPA the compiler feeds the
+norm's fp32 result into the next matmul (rule 3), and this custom call emits bf16 at exactly that lossy
+boundary (rmsnorm | qkv, rmsnorm | gate_up), so every later layer drifts; with MPA off on both sides it is the
+baseline's rounding. No bf16-output redesign is cut-point safe under MPA: the kernel would have to take the
+following matmul(s) in as well."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,7 @@
-"""router.nki_topk: the router (logits, softmax, top-k, normalisation) as one NKI kernel, both phases."""
+"""router.nki_topk: the router (logits, softmax, top-k, normalisation) as one NKI kernel, both phases.
+
+Its boundaries are free against the compiled baseline, MPA on or off (kernels.numerics): the router reads the
+rounded norm output and emits bf16 affinities and indices either way."""
 from __future__ import annotations
 
 from dataclasses import dataclass

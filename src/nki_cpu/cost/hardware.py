@@ -95,11 +95,12 @@ class Hardware:
     # DMA-BW: "descriptor setup, synchronization, and semaphore-to-start latency (~1300 ns cross-engine)".
     dma_fixed_latency_ns: float = 1300.0
     # Cost of one descriptor (one contiguous run of memory) on a DMA engine, on top of its bytes.
-    # FITTED (`make calibrate`, src/nki_cpu/cost/calibration.py) to the nki-autotune Trn2 matmul points,
-    # whose loads and stores move 256 B - 1 KiB runs; DMA-BW's saturation curve bounds it ("<256 B per
-    # partition severely overhead-bound", ">=2 KiB approaches peak"). No Trn3 point exists: the same
-    # time is assumed there.
-    dma_descriptor_ns: float = 20.0
+    # FITTED by `make calibrate` (src/nki_cpu/cost/calibration.py) to the ten kernel points of
+    # calibration/points.yaml (nine nki-autotune Trn2 matmuls moving 256 B - 2 KiB runs, the SDK's
+    # DMA-overview transfer): 32 ns, leave-one-out 24-32 ns. DMA-BW's saturation curve bounds it
+    # ("<256 B per partition severely overhead-bound", ">=2 KiB approaches peak": 2 KiB runs reach 2048 /
+    # (32 + 89) = 17 B/ns = 73% of 23). No Trn3 point exists: the same time is assumed there.
+    dma_descriptor_ns: float = 32.0
     # ARCH3: DMA transpose reaches up to 90% of DMA copy throughput from HBM, 50% SBUF -> SBUF.
     dma_transpose_hbm_factor: float = 0.9
     dma_transpose_sbuf_factor: float = 0.5

@@ -31,6 +31,7 @@ back from the one that finishes last, that determines the kernel's end time.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -103,6 +104,7 @@ class _State:
         self.hbm_share = hbm_share                  # HBM bytes/ns available to one DMA queue
         self.deps = DependencyTracker()
         self.free = {t: 0.0 for t in tracks}       # when each track is next free
+        self.booked = {t: _Bookings() for t in tracks if "dma" in t}   # DMA queues: busy intervals
         self.last = {t: None for t in tracks}      # index of its last instruction
         self.busy = {t: 0.0 for t in tracks}
         self.undocumented: Counter = Counter()
@@ -154,15 +156,44 @@ class _State:
         pieces, last_end, waited, kind = [], earliest, cause, "data" if cause is not None else ""
         for part in plan.parts:
             track = f"{prefix}dma{part.queue}"
-            start, part_waited, part_kind = self._claim(track, earliest, cause)
-            end = start + part_ns(part, plan, self.hw, self.hbm_share)
-            pieces.append(self._occupy(track, ins.seq, start, end))
+            duration = part_ns(part, plan, self.hw, self.hbm_share)
+            start, blocker = self.booked[track].book(earliest, duration, ins.seq)
+            part_waited, part_kind = (blocker, "engine") if blocker is not None else (
+                cause, "data" if cause is not None else "")
+            end = start + duration
+            self.busy[track] += duration
+            pieces.append(Slice(track, start, end))
             if end >= last_end:
                 last_end, waited, kind = end, part_waited, part_kind
         start = min((p.start for p in pieces), default=earliest)
         return ScheduledInstruction(ins.seq, ins.op, ins.engine, ins.source, ins.program_id, ready, start,
                                     last_end, last_end, tuple(pieces), waited, kind,
                                     float(ins.dma_bytes) * plan.hbm_per_byte, plan.documented)
+
+
+class _Bookings:
+    """Busy intervals of one DMA engine. A transfer takes the first gap at or after the time its inputs
+    are ready: an earlier transfer that still waits for its own inputs does not hold it back (DMA-OV:
+    each engine serves 16 queues round robin, a queue per trigger engine, in order only within a
+    queue), so a prefetch is not stuck behind a store waiting for the compute it drains."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.owners: list[int] = []
+
+    def book(self, earliest: float, duration: float, owner: int) -> tuple[float, int | None]:
+        """(start, index of the transfer that pushed it later than `earliest`, or None)."""
+        start, blocker = earliest, None
+        i = bisect.bisect_right(self.ends, earliest)
+        while i < len(self.starts) and self.starts[i] < start + duration:
+            if self.ends[i] > start:
+                start, blocker = self.ends[i], self.owners[i]
+            i += 1
+        self.starts.insert(i, start)
+        self.ends.insert(i, start + duration)
+        self.owners.insert(i, owner)
+        return start, blocker
 
 
 # Ops whose engine the compiler picks when the kernel does not (nki.isa docstrings of memset and

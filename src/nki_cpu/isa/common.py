@@ -14,7 +14,7 @@ from ..context import Launch
 from ..dtypes import cast, float32, to_f32
 from ..ops import Op
 from ..tensor import NkiTensor, concrete, index_tensor
-from ..trace import Region
+from ..trace import RegionFields
 from .enums import engine as Engine
 from .enums import reduce_cmd as ReduceCmd
 
@@ -129,7 +129,12 @@ def tile(t: NkiTensor) -> np.ndarray:
 
 
 def tile_f32(t: NkiTensor) -> np.ndarray:
-    values = tile(t)
+    values = t.tile_view()
+    if values is None:               # free dims that do not merge: convert while gathering (one copy, not two)
+        values = t.np()
+        if values.dtype is not _F32:
+            return to_f32(values, t.dtype).reshape((t.shape[0], -1) if t.alloc.kind != "hbm" else (1, -1))
+        return tile(t)
     return values if values.dtype is _F32 else to_f32(values, t.dtype)
 
 
@@ -224,7 +229,8 @@ def _add_index_read(t: NkiTensor, operands: list, read_regions: list) -> None:
         read_regions.append(index.region())
 
 
-def region(t: NkiTensor) -> Region:
+def region(t: NkiTensor) -> RegionFields:
+    """The fields of the trace Region t covers."""
     return t._region or t.region()
 
 

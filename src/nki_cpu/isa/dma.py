@@ -8,6 +8,8 @@ The trace engine is always "dma"; an explicit engine= (the issuing queue) is kep
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..checks import fail, kernel_site, usage
@@ -36,7 +38,7 @@ class _Side:
                      f"{role} row indices {np.asarray(_index_values(t)).tolist()}", site)
         else:
             self.tensor = resolve(t)
-        self.count = int(np.prod(self.tensor.shape))
+        self.count = math.prod(self.tensor.shape)
 
     def kind(self) -> str:
         return self.tensor.alloc.kind
@@ -117,21 +119,38 @@ def dma_copy(dst, src, oob_mode=OobMode.error, dge_mode=DgeMode.unknown, engine=
     if target.count != source.count:
         fail("dma_copy", "src and dst must hold the same number of elements",
              f"src {source.tensor.shape} ({source.count}), dst {target.tensor.shape} ({target.count})", site)
-    values, valid = source.read()
     dst_dtype = target.tensor.dtype
-    if dst_rmw_op is not None:
-        if not (isinstance(dst_rmw_op, Op) and dst_rmw_op.name == "add"):
-            fail("dma_copy", "dst_rmw_op supports only nl.add", f"dst_rmw_op={dst_rmw_op!r}", site)
-        current_values, _ = target.read()
-        summed = to_f32(current_values, dst_dtype) + to_f32(values, source.tensor.dtype)
-        values = np.asarray(convert(summed, float32, dst_dtype))
+    if dst_rmw_op is None and source.flat is None and target.flat is None:
+        _copy_static(target.tensor, source.tensor)
+        valid = None
     else:
-        values = convert(values, source.tensor.dtype, dst_dtype)
-    target.write(values, valid)
+        values, valid = source.read()
+        if dst_rmw_op is not None:
+            if not (isinstance(dst_rmw_op, Op) and dst_rmw_op.name == "add"):
+                fail("dma_copy", "dst_rmw_op supports only nl.add", f"dst_rmw_op={dst_rmw_op!r}", site)
+            current_values, _ = target.read()
+            summed = to_f32(current_values, dst_dtype) + to_f32(values, source.tensor.dtype)
+            values = np.asarray(convert(summed, float32, dst_dtype))
+        else:
+            values = convert(values, source.tensor.dtype, dst_dtype)
+        target.write(values, valid)
     moved = int(valid.sum()) if valid is not None else target.count
     _record(launch, "dma_copy", site, target, [source],
             attrs_of(name, engine, dge_mode=DgeMode(dge_mode).name, oob_mode=OobMode(oob_mode).name,
                      dst_rmw_op="add" if dst_rmw_op is not None else None), moved, read_dst=dst_rmw_op is not None)
+
+
+def _copy_static(dst: NkiTensor, src: NkiTensor) -> None:
+    """dst <- src element by element in each view's row-major order (as _Side.read/write do), in one pass
+    when one view can take the other's shape without a copy."""
+    values = convert(src.np(), src.dtype, dst.dtype)
+    target = dst.np()
+    if values.shape != target.shape:
+        try:
+            target = np.reshape(target, values.shape, copy=False)
+        except ValueError:
+            values = values.reshape(target.shape)
+    target[...] = values
 
 
 _TRANSPOSE_AXES = {2: [(1, 0)], 3: [(2, 1, 0)], 4: [(3, 1, 2, 0)]}

@@ -61,11 +61,15 @@ def _check_one_bank(instr, site, target, dst):
              f"dst {dst.shape} {dst.dtype.name} spans bytes [{base + lo}, {base + hi})", site)
 
 
+_FLAG_SET = {size: (1 << 8 * size) - 1 for size in (1, 2, 4, 8)}  # every byte of the element's flags set
+_FLAG_DTYPES = {size: np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
+
+
 def _flag_view(dst) -> np.ndarray:
     """The accumulate=None byte mask seen through dst's view, as [M, N] unsigned ints."""
     itemsize = dst.dtype.itemsize
-    flags = np.ndarray(dst.shape, np.dtype(f"u{itemsize}"), dst.alloc.matmul_flags, dst.offset * itemsize,
-                       tuple(s * itemsize for s in dst.strides))
+    flags = np.ndarray(dst.shape, _FLAG_DTYPES[itemsize], dst.alloc.matmul_flags, dst.offset * itemsize,
+                       [s * itemsize for s in dst.strides])
     return flags
 
 
@@ -113,9 +117,8 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         product = tile_f32(stationary).T @ tile_f32(moving)
     flags = _flag_view(dst)
     if accumulate is None:
-        written = flags.reshape(m, n) != 0
-        accumulated = bool(written.any())
-        everywhere = accumulated and bool(written.all())
+        accumulated = bool(flags.any())
+        everywhere = accumulated and bool(flags.all())
     else:
         accumulated = everywhere = bool(accumulate)
     if not accumulated:
@@ -124,8 +127,9 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         if not compute_into(dst, np.add, tile_f32(dst), product):
             write(dst, tile_f32(dst) + product)
     else:
+        written = flags.reshape(m, n) != 0
         write(dst, np.where(written, tile_f32(dst) + product, product))
-    flags[...] = np.iinfo(flags.dtype).max
+    flags[...] = _FLAG_SET[flags.dtype.itemsize]
     record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
            attrs_of(name, None, accumulate=accumulate, accumulated=accumulated,
                     perf_mode="double_row" if double_row else "none",

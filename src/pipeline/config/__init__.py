@@ -6,7 +6,7 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from pipeline.config.schema import PipelineConf
+from pipeline.config.schema import schema_node
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
@@ -24,7 +24,7 @@ def register() -> None:
     from pipeline.config.help import help_config
 
     store = ConfigStore.instance()
-    store.store(name="pipeline_schema", node=PipelineConf)
+    store.store(name="pipeline_schema", node=schema_node())
     store.store(group="hydra/help", name="pipeline_help", node=help_config())
 
 

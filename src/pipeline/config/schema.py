@@ -1,9 +1,10 @@
 """The structured schema every composed config is validated against (types and keys).
 
-Kernel choices are plain strings here and are checked against the kernel registry by `validate`, so the
+Kernel choices are plain strings here and are checked against the kernel registry by `config.validate`, so the
 dotted form users type (`kernel.experts=grouped_v2`) selects a variant and a typo fails with one line that
 lists the registered names. Per-variant knobs live under `kernel_params.<layer>.<knob>`: the schema holds every
-knob the registry declares for the layer, and the selected variant's params dataclass type-checks them.
+knob the registry declares for the layer, the nodes stay open (`schema_node`), and validation checks the names
+and types against the selected variant's params dataclass.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Dict, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 import kernels
 from model.generation import Sampling
@@ -28,7 +29,7 @@ class KernelConf:
 
 def _layer_params_schema(layer: str) -> type:
     """Every knob any variant of `layer` declares, defaulting to None (= that variant's own default), so
-    `kernel_params.experts.<knob>=...` needs no `+` and a misspelt knob fails at composition."""
+    `--help` lists them and the record shows each one."""
     knobs = sorted({f.name for v in kernels.catalogue()[layer] for f in dataclasses.fields(v.params)})
     return make_dataclass(f"{layer.title().replace('_', '')}Knobs", [(k, Optional[Any], None) for k in knobs])
 
@@ -93,8 +94,6 @@ class NeuronConf:
     lock_file: str = "/tmp/nki-moe-pipeline.neuron.lock"  # one job per chip at a time
     lock_timeout_s: float = 7200.0
     logical_nc_config: int = 2
-    auto_cast: str = "none"  # neuronx-cc --auto-cast, applied to the submission and the baseline alike
-    mixed_precision_accumulation: bool = True  # False: --disable-mixed-precision-accumulation on both
     compile_retries: int = 1  # after purging a poisoned compile-cache entry
     profile_tool: str = "neuron-profile"
 
@@ -108,13 +107,32 @@ class PlatformConf:
 
 
 @dataclass
+class CompilerConf:
+    """The neuronx-cc flags that change the compiled baseline's roundings (kernels.numerics); applied to both
+    sides of a comparison against `accuracy.reference=compiled`, as the contest recompiles the baseline."""
+
+    mpa: bool = True  # --enable-mixed-precision-accumulation (NxDI's default); false: --disable-...
+    auto_cast: str = "none"  # --auto-cast: none (NxDI's) | matmult
+
+
+@dataclass
+class CutpointsConf:
+    """The `cutpoints` stage: boundaries inserted into one decoder layer (and the lm_head) of the compiled baseline."""
+
+    tokens: Optional[list[int]] = None  # token counts measured; None: the workload's context buckets and 1 (decode)
+    layer: int = 0  # the decoder layer whose blocks are cut
+    lm_head_rows: int = 32  # the lm_head block runs on at most this many of the tokens (151,936 columns each)
+
+
+@dataclass
 class AccuracyConf:
-    reference: str = "baseline"  # baseline | transformers
+    reference: str = "baseline"  # baseline | compiled | transformers
     tol_map: dict[str, list[float]] = field(
         default_factory=lambda: {"all": [1e-5, 0.05], "1000": [1e-5, 0.03], "50": [1e-5, 0.03], "5": [1e-5, 0.03]}
     )
     divergence_difference_tol: float = 0.001
     num_tokens_to_check: Optional[int] = None  # None: every generated token, as the contest
+    layer_parity: bool = True  # against baseline/compiled: teacher-forced per-layer mismatch (layer_parity.json)
 
 
 @dataclass
@@ -175,9 +193,21 @@ class PipelineConf:
     parallel: ParallelConf = field(default_factory=ParallelConf)
     stages: list[str] = field(default_factory=lambda: ["compile", "accuracy", "latency", "profile", "score"])
     accuracy: AccuracyConf = field(default_factory=AccuracyConf)
+    compiler: CompilerConf = field(default_factory=CompilerConf)
+    cutpoints: CutpointsConf = field(default_factory=CutpointsConf)
     latency: LatencyConf = field(default_factory=LatencyConf)
     profile: ProfileConf = field(default_factory=ProfileConf)
     estimate: EstimateConf = field(default_factory=EstimateConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     paths: PathsConf = field(default_factory=PathsConf)
+
+
+def schema_node() -> DictConfig:
+    """The schema as Hydra stores it. `kernel_params.<layer>` nodes are open (not struct), so a misspelt knob,
+    typed with or without `+`, composes and validation rejects it in one line naming the selected variant's
+    knobs (rather than Hydra's multi-line error suggesting the `+` form, which then slipped through)."""
+    node = OmegaConf.structured(PipelineConf)
+    for layer in kernels.LAYERS:
+        OmegaConf.set_struct(node.kernel_params[layer], False)
+    return node

@@ -1,8 +1,11 @@
 """The contest's logit validation of the job's kernels against a reference, prompt by prompt (batch 1).
 
-Reference `baseline`: the same model, weights, dtype and TP degree with every kernel `baseline` (as the
-contest compares against the NxDI baseline compiled on the same chip). Reference `transformers`:
-Hugging Face's Qwen3MoeForCausalLM on the same checkpoint and dtype, an implementation we did not write.
+Reference `baseline`: the same model, weights, dtype and TP degree with every kernel `baseline` (eager
+torch roundings). Reference `compiled`: that baseline with the Neuron compiler's fusions and roundings
+(kernels.numerics, settings under `compiler:`), as the contest compares against the NxDI baseline compiled on
+the same chip; the candidate then runs with the same compiler rules between its NKI custom calls. Reference
+`transformers`: Hugging Face's Qwen3MoeForCausalLM on the same checkpoint and dtype, an implementation we did
+not write.
 """
 from __future__ import annotations
 
@@ -10,9 +13,14 @@ import csv
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from kernels.slots import KernelSet
+from model.qwen3_moe import Qwen3Moe
+from pipeline.evaluation.layer_parity import LayerParity, first_divergent, forced_outputs, layer_parity, merge
+from pipeline.evaluation.layer_parity import as_rows as parity_rows
 from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation
 from pipeline.job import Job, Prompt
 from pipeline.progress import Progress
@@ -20,25 +28,32 @@ from pipeline.stages.base import StageResult, register_stage
 
 log = logging.getLogger(__name__)
 
-ReferenceFn = Callable[[Prompt, int], torch.Tensor]  # (prompt, new tokens) -> logits [new, 1, V]
+ReferenceFn = Callable[[Prompt, int, Progress], torch.Tensor]  # (prompt, new tokens, progress) -> logits [new, 1, V]
 
 
 def tol_map(job: Job) -> TolMap:
     return {None if k == "all" else int(k): (float(v[0]), float(v[1])) for k, v in job.conf.accuracy.tol_map.items()}
 
 
-def _baseline_reference(job: Job, progress: Progress) -> ReferenceFn:
-    model = job.model(job.baseline_kernels)
-    return lambda prompt, new: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
+# The in-house references: the kernel set the reference model runs (also the per-layer parity's reference).
+REFERENCE_KERNELS: dict[str, Callable[[Job], KernelSet]] = {
+    "baseline": lambda job: job.baseline_kernels,
+    "compiled": lambda job: job.compiled_kernels(job.numerics(), baseline=True),
+}
 
 
-def _transformers_reference(job: Job, progress: Progress) -> ReferenceFn:
+def _model_reference(job: Job) -> ReferenceFn:
+    model = job.model(REFERENCE_KERNELS[job.conf.accuracy.reference](job))
+    return lambda prompt, new, progress: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
+
+
+def _transformers_reference(job: Job) -> ReferenceFn:
     from transformers import Qwen3MoeForCausalLM
 
     hf = Qwen3MoeForCausalLM.from_pretrained(job.checkpoint, dtype=job.dtype, attn_implementation="eager")
     hf.eval()
 
-    def run(prompt: Prompt, new: int) -> torch.Tensor:
+    def run(prompt: Prompt, new: int, progress: Progress) -> torch.Tensor:
         with torch.inference_mode():
             out = hf.generate(
                 torch.tensor([prompt.ids]), max_new_tokens=new, min_new_tokens=new, do_sample=False,
@@ -51,7 +66,12 @@ def _transformers_reference(job: Job, progress: Progress) -> ReferenceFn:
     return run
 
 
-REFERENCES = {"baseline": _baseline_reference, "transformers": _transformers_reference}
+REFERENCES = {"baseline": _model_reference, "compiled": _model_reference, "transformers": _transformers_reference}
+
+
+def candidate_kernels(job: Job) -> KernelSet:
+    """The job's kernels; against the compiled reference, with the same compiler rules between NKI calls."""
+    return job.compiled_kernels(job.numerics()) if job.conf.accuracy.reference == "compiled" else job.kernels
 
 
 def _write_positions(path, result: ValidationResult) -> None:
@@ -63,6 +83,26 @@ def _write_positions(path, result: ValidationResult) -> None:
             writer.writerow([p.position, *(p.errors[k] for k in keys), p.diverged, p.divergence_gap, p.passed])
 
 
+def _layer_parity(job: Job, candidate: Qwen3Moe, prompt: Prompt, expected: torch.Tensor) -> list[LayerParity]:
+    """Teacher-forced per-layer parity of the candidate against the in-house reference model on one prompt."""
+    reference = job.model(REFERENCE_KERNELS[job.conf.accuracy.reference](job))
+    forced = expected.argmax(dim=-1)[:, 0].tolist()
+    ids, buckets = list(prompt.ids), list(job.buckets)
+    return layer_parity(forced_outputs(candidate, ids, forced, buckets), forced_outputs(reference, ids, forced, buckets),
+                        candidate.kernels)
+
+
+def _log_parity(out_dir: Path, records: list[LayerParity], metrics: dict) -> tuple[dict, str]:
+    """layer_parity.json, a metric per (phase, layer, block), and where each phase first diverges."""
+    (out_dir / "layer_parity.json").write_text(json.dumps(parity_rows(records), indent=2))
+    for r in records:
+        metrics[f"parity.{r.phase}.l{r.layer}.{r.block}.mismatch_pct"] = r.mismatch_pct
+        metrics[f"parity.{r.phase}.l{r.layer}.{r.block}.max_divergence"] = r.max_divergence
+    first = {phase: f"layer {r.layer} {r.block} ({r.kernels})" for phase, r in first_divergent(records).items()}
+    where = "; first divergence: " + ", ".join(f"{p} {v}" for p, v in first.items()) if first else "; every layer exact"
+    return {f"accuracy.first_divergence.{phase}": v for phase, v in first.items()}, where
+
+
 @register_stage("accuracy")
 class AccuracyStage:
     def run(self, job: Job) -> StageResult:
@@ -70,13 +110,17 @@ class AccuracyStage:
         out_dir = job.stage_dir(self.name)
         limit = settings.num_tokens_to_check
         checks = [(p, min(p.max_new_tokens, limit or p.max_new_tokens)) for p in job.prompts]
-        progress = Progress("accuracy (reference)", sum(n for _, n in checks))
-        reference = REFERENCES[settings.reference](job, progress)
-        candidate = job.model()
-        metrics, report, all_passed = {}, [], True
+        reference = REFERENCES[settings.reference](job)  # loads (first use: creates) the checkpoint
+        candidate = job.model(candidate_kernels(job))
+        parity = settings.layer_parity and settings.reference in REFERENCE_KERNELS
+        # Started after loading so the ETA counts only generation: the reference's tokens, then the candidate's
+        # (a candidate that diverges is regenerated from the divergence, which can go past 100%).
+        progress = Progress("accuracy", 2 * sum(n for _, n in checks))
+        metrics, report, all_passed, parities = {}, [], True, []
         for prompt, new in checks:
-            expected = reference(prompt, new)
-            progress = Progress(f"accuracy (prompt {prompt.index})", new)
+            expected = reference(prompt, new, progress)
+            if parity:
+                parities.append(_layer_parity(job, candidate, prompt, expected))
 
             def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new) -> torch.Tensor:
                 remaining = new - (ids.shape[1] - len(prompt.ids))
@@ -97,10 +141,14 @@ class AccuracyStage:
         (out_dir / "report.json").write_text(json.dumps({"reference": settings.reference, "prompts": report}, indent=2))
         passed = sum(r["status"].startswith("passed") for r in report)
         worst = max((m for k, m in metrics.items() if "max_err_top_all" in k), default=0.0)
+        tags, where = {}, ""
+        if parity:
+            tags, where = _log_parity(out_dir, merge(parities), metrics)
         return StageResult(
             metrics={"passed": float(all_passed), **metrics},
             headline={"passed": float(all_passed), "max_err_top_all": worst},
-            tags={"accuracy.gate": "passed" if all_passed else "failed", "accuracy.reference": settings.reference},
-            summary=f"{'PASSED' if all_passed else 'FAILED'} vs {settings.reference}: {passed}/{len(report)} prompts",
+            tags={"accuracy.gate": "passed" if all_passed else "failed", "accuracy.reference": settings.reference,
+                  **tags},
+            summary=f"{'PASSED' if all_passed else 'FAILED'} vs {settings.reference}: {passed}/{len(report)} prompts{where}",
             data={"passed": all_passed, "per_prompt": {r["prompt"]: r["status"].startswith("passed") for r in report}},
         )

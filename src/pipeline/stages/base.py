@@ -21,6 +21,7 @@ class StageResult:
 
 class Stage(Protocol):
     name: str
+    requires: tuple[str, ...]  # stages that must run earlier in the same job (checked before any run)
 
     def run(self, job: Job) -> StageResult: ...
 
@@ -38,6 +39,7 @@ def register_stage(name: str) -> Callable[[type], type]:
     def add(cls: type) -> type:
         instance = cls()
         instance.name = name
+        instance.requires = getattr(cls, "requires", ())
         STAGES[name] = instance
         return cls
 

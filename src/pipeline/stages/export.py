@@ -7,7 +7,7 @@ import dataclasses
 import datetime
 
 from model.neuron.bundle import bundled_modules, render
-from model.neuron.slots import NXDI_COMPILER_SETTINGS, unwired
+from model.neuron.slots import unwired
 from pipeline.config.schema import PipelineConf
 from pipeline.identity import config_hash, kernel_set_label
 from pipeline.job import Job
@@ -17,11 +17,8 @@ FILE_NAME = "qwen_with_nki.py"
 
 
 def compiler_settings(conf: PipelineConf) -> dict:
-    """The numerics-relevant compiler settings of the config (NxDI's own off the device)."""
-    neuron = conf.platform.neuron
-    if neuron is None:
-        return dict(NXDI_COMPILER_SETTINGS)
-    return {"auto_cast": neuron.auto_cast, "mixed_precision_accumulation": neuron.mixed_precision_accumulation}
+    """The config's numerics-relevant compiler flags (`compiler.*`), for the submission and the baseline alike."""
+    return {"auto_cast": conf.compiler.auto_cast, "mixed_precision_accumulation": conf.compiler.mpa}
 
 
 @register_stage("export")

@@ -9,6 +9,7 @@ roofline PNG of all of them, and `est.<layer>.<phase>.*` metrics (time, floor, r
 from __future__ import annotations
 
 import csv
+import os
 from collections import defaultdict
 
 import matplotlib
@@ -23,6 +24,10 @@ from pipeline.job import Job  # noqa: E402
 from pipeline.stages.base import StageResult, register_stage  # noqa: E402
 
 KERNEL_PREFIX = "kernel."
+# Kineto (torch's profiler library) prints "USDT: ... profiler_start/stop" to stderr at its USDT level 5, above
+# ERROR (4), unless KINETO_LOG_LEVEL is higher; it reads the variable once, on the first profiler use
+# (libkineto/src/init.cpp libkineto_init, Logger.h USDT_LOGGER_EMIT_MESSAGE). A level a user sets wins.
+KINETO_QUIET_LEVEL = "6"
 
 
 def kernel_times(events) -> dict[str, float]:
@@ -32,6 +37,21 @@ def kernel_times(events) -> dict[str, float]:
         if event.key.startswith(KERNEL_PREFIX):
             totals[event.key[len(KERNEL_PREFIX):]] += event.cpu_time_total / 1000
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def per_layer(times: dict[str, float]) -> dict[str, float]:
+    """`cpu_ms.<layer>` over the layer's variants (a decode-only variant and its context-encoding fallback): the
+    variant is the run's `kernel.<layer>` param, never part of a key, so every variant shares the column."""
+    totals: dict[str, float] = defaultdict(float)
+    for slot, ms in times.items():
+        totals[f"cpu_ms.{slot.split('.')[0]}"] += ms
+    return dict(totals)
+
+
+def cpu_profiler() -> profile:
+    """The torch profiler of CPU activity, without kineto's USDT marker lines on the console."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET_LEVEL)
+    return profile(activities=[ProfilerActivity.CPU])
 
 
 def plot(times: dict[str, float], path) -> None:
@@ -87,7 +107,7 @@ class ProfileStage:
         prompt = job.prompts[0]
         model = job.model()
         job.generate(model, prompt.ids, prompt.max_new_tokens)  # warm-up outside the profile
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with cpu_profiler() as prof:
             generation = job.generate(model, prompt.ids, prompt.max_new_tokens)
         prof.export_chrome_trace(str(out / "trace.json"))
         averages = prof.key_averages()
@@ -104,7 +124,7 @@ class ProfileStage:
         top = next(iter(times), "none")
         est_metrics, est_summary = trainium_profile(job, out)
         return StageResult(
-            metrics={f"cpu_ms.{k}": v for k, v in times.items()} | {"e2e_ms": generation.e2e_s * 1000} | est_metrics,
+            metrics=per_layer(times) | {"e2e_ms": generation.e2e_s * 1000} | est_metrics,
             headline={k: v for k, v in est_metrics.items() if k.endswith((".time_us", ".vs_floor"))},
             summary=(f"CPU profile of prompt 0: top kernel {top} ({100 * times.get(top, 0) / total:.0f}% of kernel "
                      f"time) | {est_summary}"),

@@ -11,6 +11,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from pipeline.tracking.record import rounded
+
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"
@@ -49,7 +51,7 @@ class Store:
         params: dict[str, object] | None = None,
         tags: dict[str, object] | None = None,
     ) -> None:
-        metric_list = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
+        metric_list = [Metric(k, rounded(v), 0, 0) for k, v in (metrics or {}).items()]
         param_list = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()]
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         for start in range(0, max(len(param_list), len(tag_list), 1), BATCH):

@@ -93,10 +93,11 @@ def test_hbm_to_hbm_spreads_over_all_queues_and_counts_both_sides():
 
 
 def test_small_runs_are_overhead_bound():
-    """DMA-BW: <256 B per partition is overhead-bound, >=2 KiB approaches peak."""
+    """DMA-BW: <256 B per partition is overhead-bound, >=4 KiB near saturation (the fitted descriptor cost
+    puts 4 KiB runs at 85% of the table rate)."""
     big = _per_byte_ns(hbm_to_sbuf(free=2048, hbm_run=2048))       # 4 KiB rows
     small = _per_byte_ns(hbm_to_sbuf(free=64, hbm_run=64))         # 128 B rows
-    assert 1 / big > 0.85 * RATE["trn2"]
+    assert 1 / big > 0.8 * RATE["trn2"]
     assert 1 / small < 0.3 * RATE["trn2"]
     assert small / big > 3
 

@@ -137,3 +137,23 @@ def test_estimate_rejects_unsupported_targets_and_lnc():
         cost.estimate(trace, target="trn1")
     with pytest.raises(ValueError, match="lnc"):
         cost.estimate(trace, lnc=4)
+
+
+def _one_queue_dma(seq, src_alloc, dst_alloc, src_buffer="sbuf", dst_buffer="hbm"):
+    """A [1, 4096] fp32 transfer on DMA queue 0 (partition 0 on chip)."""
+    return instruction(seq, "dma_copy", "dma", [operand("dst", (1, 4096), buffer=dst_buffer),
+                                                operand("src", (1, 4096), buffer=src_buffer)],
+                       reads=[region(src_alloc, (0, 16384), (0, 1), src_buffer)],
+                       writes=[region(dst_alloc, (0, 16384), (0, 1), dst_buffer)], dma_bytes=16384)
+
+
+def test_a_transfer_waiting_for_its_inputs_does_not_hold_back_a_later_ready_one():
+    """A store that drains a long compute, then a prefetch of unrelated data on the same DMA engine: the
+    prefetch runs while the store waits (DMA-OV: queues per trigger engine, served round robin)."""
+    long_compute = tile_copy(0, dst_alloc=1, src_alloc=2, elems=8192)
+    store = _one_queue_dma(1, src_alloc=1, dst_alloc=3)
+    prefetch = _one_queue_dma(2, src_alloc=4, dst_alloc=5, src_buffer="hbm", dst_buffer="sbuf")
+    est = cost.estimate(trace_of([long_compute, store, prefetch]), lnc=1)
+    _, placed_store, placed_prefetch = est.instructions
+    assert placed_prefetch.end < placed_store.start
+    assert placed_store.start >= est.instructions[0].done

@@ -33,9 +33,9 @@ class NeuronPlatform:
                               f"(conf/platform/{self.name}.yaml)")
         if conf.platform.target != self.name:
             raise ConfigError(f"platform.target={conf.platform.target} on platform={self.name}: they must agree")
-        if conf.accuracy.reference != "baseline":
+        if conf.accuracy.reference not in ("baseline", "compiled"):
             raise ConfigError(f"accuracy.reference={conf.accuracy.reference}: on platform={self.name} the reference "
-                              "is the baseline compiled on the chip (accuracy.reference=baseline)")
+                              "is the baseline compiled on the chip (accuracy.reference=baseline or compiled)")
         if conf.estimate.lnc != conf.platform.neuron.logical_nc_config:
             raise ConfigError(f"estimate.lnc={conf.estimate.lnc} but platform.neuron.logical_nc_config="
                               f"{conf.platform.neuron.logical_nc_config}: the estimate beside a measurement must "

@@ -71,8 +71,7 @@ def compile_key(conf, choices: dict[str, str], params: dict[str, dict], buckets:
         "workload": {"seq_len": conf.workload.seq_len, "batch_size": conf.workload.batch_size, "buckets": buckets},
         "parallel": dataclasses.asdict(conf.parallel),
         "target": conf.platform.target,
-        "compiler": {"lnc": neuron.logical_nc_config, "auto_cast": neuron.auto_cast,
-                     "mpa": neuron.mixed_precision_accumulation},
+        "compiler": {"lnc": neuron.logical_nc_config, "auto_cast": conf.compiler.auto_cast, "mpa": conf.compiler.mpa},
         "kernels": choices, "params": params,
         "sources": {name: digest(text) for name, text in sources.items()},
     })

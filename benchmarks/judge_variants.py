@@ -1,0 +1,122 @@
+"""Judge NKI variants against the compiled baseline (accuracy.reference=compiled), MPA on and off, per TP degree:
+the contest gate's verdict and the per-layer parity (the largest mismatch of a block the variant runs in).
+
+    PYTHONPATH=src python benchmarks/judge_variants.py --model qwen3_moe_tiny --tp 1 2 4 --out judge.json
+    PYTHONPATH=src python benchmarks/judge_variants.py --model qwen3_30b_a3b_slice --tp 4 \
+        --variants experts=grouped_v2 experts=grouped_v2:fp32_swiglu=true
+
+As the accuracy stage with accuracy.reference=compiled, in process and without MLflow: the weights load once per
+TP degree (stored as the baseline prefers), the reference generates once per TP degree and MPA setting, and
+every variant is a kernel set over the same weights. Use platform.executor=reference (--extra) for speed: each
+NKI variant then runs its torch reference, the kernel's rounding schedule with bf16 at its boundaries.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+
+from pipeline.config import CONF_DIR
+from pipeline.config.validate import to_pipeline_conf
+from kernels.slots import KernelSet
+from pipeline.evaluation.layer_parity import first_divergent, forced_outputs, layer_parity, merge
+from pipeline.evaluation.logit_validation import logit_validation
+from pipeline.job import Job
+
+VARIANTS = ["norm=nki_rmsnorm", "norm=nki_add_rmsnorm", "router=nki_topk", "experts=selective_v1",
+            "experts=grouped_v2", "attention=nki_decode"]
+
+
+def parse(spec: str) -> tuple[str, str, dict]:
+    """`layer=variant[:knob=value,...]` -> (layer, variant, knobs); values are YAML scalars."""
+    choice, _, knobs = spec.partition(":")
+    layer, name = choice.split("=")
+    return layer, name, {k: yaml.safe_load(v) for k, v in (kv.split("=") for kv in knobs.split(",") if kv)}
+
+
+def make_job(overrides: list[str], out: Path) -> Job:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out)
+        cfg.hydra.job.name = "judge"
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.resolve(cfg)
+    return Job(to_pipeline_conf(cfg), out)
+
+
+def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
+    """Every variant of `specs` against one compiled reference (generated once): the contest gate prompt by
+    prompt, and the teacher-forced per-layer parity of the blocks its NKI calls run in."""
+    numerics = job.numerics(mpa)
+    reference = job.model(job.compiled_kernels(numerics, baseline=True))
+    expected, forced_reference = {}, {}
+    for prompt in job.prompts:
+        expected[prompt.index] = job.generate(reference, prompt.ids, prompt.max_new_tokens, keep_logits=True).logits
+        tokens = expected[prompt.index].argmax(dim=-1)[:, 0].tolist()
+        forced_reference[prompt.index] = forced_outputs(reference, list(prompt.ids), tokens, list(job.buckets))
+    rows = []
+    for spec in specs:
+        layer, name, knobs = parse(spec)
+        kernels = KernelSet.from_choices({layer: name}, {layer: knobs}, job.conf.platform.executor,
+                                         job.conf.platform.target, numerics)
+        candidate = job.model(kernels)
+        start, passed, records = time.perf_counter(), True, []
+        for prompt in job.prompts:
+            def generate_fn(ids: torch.Tensor, prompt=prompt) -> torch.Tensor:
+                remaining = prompt.max_new_tokens - (ids.shape[1] - len(prompt.ids))
+                return job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True).logits
+
+            passed &= logit_validation(torch.tensor([prompt.ids]), generate_fn, expected[prompt.index]).passed
+            tokens = expected[prompt.index].argmax(dim=-1)[:, 0].tolist()
+            records.append(layer_parity(forced_outputs(candidate, list(prompt.ids), tokens, list(job.buckets)),
+                                        forced_reference[prompt.index], kernels))
+        merged = merge(records)
+        own = [r for r in merged if r.custom_call]  # the blocks the variant runs in
+        rows.append({"model": job.conf.model.name, "tp": job.tp.degree, "variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
+                     "own_block_max_mismatch_pct": max((r.mismatch_pct for r in own), default=0.0),
+                     "own_block_max_divergence": max((r.max_divergence for r in own), default=0.0),
+                     "first_divergence": {p: f"layer {r.layer} {r.block} ({r.kernels})"
+                                          for p, r in first_divergent(merged).items()}})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="qwen3_moe_tiny")
+    parser.add_argument("--tp", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--mpa", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--variants", nargs="+", default=VARIANTS)
+    parser.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for every job")
+    parser.add_argument("--out", type=Path, default=Path("judge_variants.json"))
+    args = parser.parse_args(argv)
+    rows = []
+    for tp in args.tp:
+        with tempfile.TemporaryDirectory() as tmp:
+            job = make_job([f"model={args.model}", f"parallel.tp_degree={tp}", *args.extra], Path(tmp))
+            for mpa in args.mpa:
+                rows += verdicts(job, mpa == "on", args.variants)
+                args.out.write_text(json.dumps(rows, indent=1))
+    print("| model | TP | variant | MPA | gate | worst mismatch % of its blocks | max divergence | first divergence |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        first = "; ".join(f"{k}: {v}" for k, v in r["first_divergence"].items()) or "none"
+        print(f"| {r['model']} | {r['tp']} | {r['variant']} | {'on' if r['mpa'] else 'off'} | "
+              f"{'pass' if r['passed'] else 'FAIL'} | {r['own_block_max_mismatch_pct']:.1f} | "
+              f"{r['own_block_max_divergence']:.3g} | {first} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,94 @@
+"""Kernels whose instruction stream or addresses depend on their input data are checked and traced on every call:
+the same kernel at the same shapes, called again with other data, reads other rows, traces other regions and
+instruction counts, and fails a bounds check as soon as the data leaves the tensor."""
+
+import numpy as np
+import pytest
+
+import nki
+import nki.isa as nisa
+import nki.language as nl
+import nki_cpu
+from interp_helpers import BF16
+
+
+@nki.jit
+def expert_rows(weights, expert):
+    """A scalar_offset DMA: which expert's rows move depends on `expert`."""
+    e = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=e, src=expert)
+    _, rows, cols = weights.shape
+    tile = nl.ndarray((rows, cols), dtype=weights.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=tile, src=weights.ap(pattern=[[cols, rows], [1, cols]], offset=0, scalar_offset=e,
+                                           indirect_dim=0))
+    out = nl.ndarray((rows, cols), dtype=weights.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=tile)
+    return out
+
+
+@nki.jit
+def gather_rows(table, idx):
+    """A vector_offset gather (oob_mode=error): the rows and their bounds check depend on `idx`."""
+    ids = nl.ndarray(idx.shape, dtype=idx.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=ids, src=idx)
+    rows = nl.ndarray((idx.shape[0], table.shape[1]), dtype=table.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=rows, src=table.ap(pattern=[[table.shape[1], idx.shape[0]], [1, table.shape[1]]], offset=0,
+                                         vector_offset=ids, indirect_dim=0))
+    out = nl.ndarray(rows.shape, dtype=rows.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=rows)
+    return out
+
+
+@nki.jit
+def repeated_add(x, count):
+    """A dynamic loop: its trip count is read from the data into a register."""
+    n = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=n, src=count)
+    trips = nisa.register_alloc()
+    nisa.register_load(trips, n)
+    tile = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=tile, src=x)
+    acc = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    nisa.memset(dst=acc, value=0.0)
+    for _ in nl.dynamic_range(trips):
+        nisa.tensor_tensor(dst=acc, data1=acc, data2=tile, op=nl.add)
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=acc)
+    return out
+
+
+def test_scalar_offset_is_resolved_traced_and_checked_on_every_call(rng):
+    weights = rng.standard_normal((5, 8, 3)).astype(BF16)
+    expert_bytes = 8 * 3 * 2
+    runs = {e: nki_cpu.run_kernel(expert_rows, weights, np.array([[e]], np.int32)) for e in (3, 1)}
+    for e, run in runs.items():
+        np.testing.assert_array_equal(run.outputs, weights[e])
+        assert run.trace.instructions[1].reads[0].byte_range == (e * expert_bytes, (e + 1) * expert_bytes)
+    with pytest.raises(nki_cpu.HardwareLimitError, match="scalar_offset must stay inside"):
+        nki_cpu.run_kernel(expert_rows, weights, np.array([[5]], np.int32))
+    again = nki_cpu.run_kernel(expert_rows, weights, np.array([[3]], np.int32))
+    assert again.trace.to_json() == runs[3].trace.to_json()
+
+
+def test_vector_offset_gather_is_checked_on_every_call(rng):
+    table = rng.standard_normal((10, 16)).astype(np.float32)
+    good = np.array([[3], [0]], np.int32)
+    first = nki_cpu.run_kernel(gather_rows, table, good)
+    np.testing.assert_array_equal(first.outputs, table[[3, 0]])
+    with pytest.raises(nki_cpu.HardwareLimitError, match="oob_mode=error"):
+        gather_rows(table, np.array([[3], [10]], np.int32))
+    other = nki_cpu.run_kernel(gather_rows, table, np.array([[9], [8]], np.int32))
+    np.testing.assert_array_equal(other.outputs, table[[9, 8]])
+    assert other.trace.instructions[1].reads[0].byte_range == (8 * 16 * 4, 10 * 16 * 4)
+    assert first.trace.instructions[1].reads[0].byte_range == (0, 4 * 16 * 4)
+
+
+def test_dynamic_loop_runs_and_traces_as_many_trips_as_the_data_says(rng):
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    for trips in (2, 5, 0):
+        run = nki_cpu.run_kernel(repeated_add, x, np.array([[trips]], np.int32))
+        assert run.trace.count_by_op().get("tensor_tensor", 0) == trips
+        expected = np.zeros_like(x)
+        for _ in range(trips):
+            expected = expected + x
+        np.testing.assert_array_equal(run.outputs, expected)
