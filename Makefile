@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-all ui bench calibrate clean
+.PHONY: setup run test test-all ui bench calibrate clean hlo-schema
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) -m pipeline $(ARGS)
 
-test: setup
+test: setup $(HLO_SCHEMA)
 	$(PY) -m pytest -q $(ARGS)
 
 ui: setup
@@ -38,3 +38,11 @@ calibrate: setup
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+
+# XLA's HloModuleProto schema for the HLO FLOP-count and device-path tests (tests/hlo_schema.py says why it is
+# extracted from a wheel); once per machine. Without network the tests that need it skip with the reason.
+HLO_SCHEMA := .cache/xla_hlo_schema/tensorflow/compiler/xla/service/hlo_pb2.py
+hlo-schema: $(HLO_SCHEMA)
+
+$(HLO_SCHEMA): | setup
+	-$(PY) -m tests.hlo_schema

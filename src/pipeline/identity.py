@@ -11,18 +11,19 @@ from pipeline.config.schema import PipelineConf
 NOT_RESULT_AFFECTING = ("tracking", "paths", "stages")
 
 
-def _digest(value: object) -> str:
+def digest(value: object) -> str:
+    """16 hex digits of a JSON-able value's SHA-256 (keys sorted)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_hash(conf: PipelineConf) -> str:
     values = dataclasses.asdict(conf)
-    return _digest({k: v for k, v in values.items() if k not in NOT_RESULT_AFFECTING})
+    return digest({k: v for k, v in values.items() if k not in NOT_RESULT_AFFECTING})
 
 
 def workload_key(conf: PipelineConf) -> str:
     values = dataclasses.asdict(conf)
-    return _digest({k: values[k] for k in ("model", "workload", "parallel", "platform", "latency")})
+    return digest({k: values[k] for k in ("model", "workload", "parallel", "platform", "latency")})
 
 
 def all_baseline(conf: PipelineConf) -> bool:

@@ -21,6 +21,7 @@ from model.tokenizer import qwen3_tokenizer
 from model.weights import checkpoint_bytes
 from pipeline.config.schema import PipelineConf
 from pipeline.config.validate import ConfigError
+from pipeline.platforms import Platform, platform_for
 from pipeline.progress import Progress
 
 NXDI_MIN_BUCKET = 128  # NxDI autobucketing starts at 128 tokens
@@ -39,8 +40,9 @@ class Prompt:
 
 
 class Job:
-    def __init__(self, conf: PipelineConf, output_dir: Path):
+    def __init__(self, conf: PipelineConf, output_dir: Path, platform: Platform | None = None):
         self.conf = conf
+        self.platform = platform or platform_for(conf)  # where the stages run (pipeline.platforms)
         self.output_dir = output_dir
         self.dtype = getattr(torch, conf.model.dtype)
         workload = conf.workload

@@ -18,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config.validate import to_pipeline_conf, validate
 from pipeline.identity import all_baseline, config_hash, kernel_set_label, workload_key
 from pipeline.job import Job
+from pipeline.platforms import platform_for
 from pipeline.report import StageLine, summary_table
-from pipeline.stages import STAGES
+from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
 from pipeline.tracking.record import config_record, stage_record
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
@@ -115,8 +116,10 @@ def run_name(conf, overrides: list[str]) -> str:
 def prepare(cfg: DictConfig, output_dir: Path) -> Job:
     """Everything that can reject a config, before any MLflow run exists."""
     conf = to_pipeline_conf(cfg)
+    platform = platform_for(conf)
+    platform.check(conf)
     validate(conf)
-    job = Job(conf, output_dir)
+    job = Job(conf, output_dir, platform)
     check_shapes(job)
     return job
 
@@ -160,6 +163,7 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
             lines.append(StageLine(name, "SKIPPED", 0.0, ""))
         store.log_artifacts(run_id, job.output_dir / ".hydra", "hydra")
         store.log_artifact(run_id, job.output_dir / "pipeline.log")
+        job.platform.close()
         store.end(run_id, status)
         if status == "KILLED" and parent:
             store.end(parent, "KILLED")
@@ -181,7 +185,7 @@ def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[S
     status, summary = "FINISHED", ""
     try:  # from right after the run exists: an interrupt at any point below still closes it
         log.info("stage %s: started", name)
-        result = STAGES[name].run(job)
+        result = run_stage(name, job)
         job.results[name] = result
         on_job, on_stage = stage_record(name, result.metrics, result.headline)
         store.log(stage_run, metrics=on_stage)

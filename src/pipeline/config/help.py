@@ -47,7 +47,8 @@ def help_config() -> dict:
         "",
         kernel_catalogue(),
         "",
-        f"== Stages (stages=[...], run in order; default all) ==\n  {', '.join(stages)}",
+        f"== Stages (stages=[...], run in order) ==\n  default: {', '.join(stages)}\n"
+        "  also: export (writes the single-file submission qwen_with_nki.py)",
         "",
         "== Config (override anything: key.sub=value) ==",
         "$CONFIG",

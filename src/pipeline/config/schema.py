@@ -87,10 +87,24 @@ class WorkloadConf:
 
 
 @dataclass
+class NeuronConf:
+    """The device side of platform=trn2|trn3 (src/pipeline/platforms/neuron); sources in conf/platform/trn*.yaml."""
+
+    compiled_root: str = MISSING  # traced models, one directory per compile key
+    compile_cache: str = "/var/tmp/neuron-compile-cache"  # neuronx-cc's NEFF cache (NEURON_COMPILE_CACHE_URL)
+    lock_file: str = "/tmp/nki-moe-pipeline.neuron.lock"  # one job per chip at a time
+    lock_timeout_s: float = 7200.0
+    logical_nc_config: int = 2
+    compile_retries: int = 1  # after purging a poisoned compile-cache entry
+    profile_tool: str = "neuron-profile"
+
+
+@dataclass
 class PlatformConf:
     name: str = "cpu"
     executor: str = "reference"  # how NKI variants run: reference | interp (| nki_sim | neuron on Trainium)
     target: str = "trn2"  # the Trainium generation the interpreter checks and estimates for
+    neuron: Optional[NeuronConf] = None  # platform=trn2|trn3 only
 
 
 @dataclass

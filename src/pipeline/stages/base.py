@@ -29,6 +29,12 @@ class Stage(Protocol):
 STAGES: dict[str, Stage] = {}
 
 
+def run_stage(name: str, job: Job) -> StageResult:
+    """Run stage `name` where the job's platform says: its own implementation, else the registered one."""
+    own = job.platform.stage(name)
+    return own(job) if own is not None else STAGES[name].run(job)
+
+
 def register_stage(name: str) -> Callable[[type], type]:
     def add(cls: type) -> type:
         instance = cls()
