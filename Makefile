@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# XLA's HloModuleProto schema for the HLO FLOP-count and device-path tests (tests/hlo_schema.py says why it is
+# extracted from a wheel); once per machine. Without network the tests that need it skip with the reason.
+HLO_SCHEMA := .cache/xla_hlo_schema/tensorflow/compiler/xla/service/hlo_pb2.py
 export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -39,9 +42,6 @@ calibrate: setup
 clean:
 	rm -rf outputs multirun .pytest_cache
 
-# XLA's HloModuleProto schema for the HLO FLOP-count and device-path tests (tests/hlo_schema.py says why it is
-# extracted from a wheel); once per machine. Without network the tests that need it skip with the reason.
-HLO_SCHEMA := .cache/xla_hlo_schema/tensorflow/compiler/xla/service/hlo_pb2.py
 hlo-schema: $(HLO_SCHEMA)
 
 $(HLO_SCHEMA): | setup
