@@ -64,28 +64,34 @@ class ScoreStage:
 
     def run(self, job: Job) -> StageResult:
         latency = job.results["latency"]
-        accuracy = job.results.get("accuracy")
-        per_prompt_accuracy = accuracy.data["per_prompt"] if accuracy else {}
         base, source = baseline_latency(job, latency.data)
         ratio = nki_mac_ratio(job)
-        scores = {}
-        for prompt in job.prompts:
-            ours, theirs = latency.data[prompt.index], base[prompt.index]
-            scores[prompt.index] = contest_score(
-                float(per_prompt_accuracy.get(prompt.index, True)), theirs["e2e_p99_ms"], ours["e2e_p99_ms"],
-                ours["throughput_tok_s"], theirs["throughput_tok_s"], ratio,
-            )
-        total, mean = sum(scores.values()), statistics.fmean(scores.values())
-        (job.stage_dir(self.name) / "score.json").write_text(
-            json.dumps({"baseline": source, "baseline_latency": base, "nki_mac_ratio": ratio, "scores": scores,
-                        "accuracy_checked": accuracy is not None}, indent=2)
+        return score_prompts(job, latency.data, base, source, ratio, "CPU", " (accuracy not checked: assumed passing)")
+
+
+def score_prompts(job: Job, measured: dict, base: dict, source: str, ratio: float, label: str,
+                  unchecked: str) -> StageResult:
+    """The contest's score of every prompt against its base figures; the headline is the contest's sum."""
+    accuracy = job.results.get("accuracy")
+    per_prompt_accuracy = accuracy.data["per_prompt"] if accuracy else {}
+    scores = {}
+    for prompt in job.prompts:
+        ours, theirs = measured[prompt.index], base[prompt.index]
+        scores[prompt.index] = contest_score(
+            float(per_prompt_accuracy.get(prompt.index, True)), theirs["e2e_p99_ms"], ours["e2e_p99_ms"],
+            ours["throughput_tok_s"], theirs["throughput_tok_s"], ratio,
         )
-        checked = "" if accuracy else " (accuracy not checked: assumed passing)"
-        return StageResult(
-            metrics={f"p{i}": s for i, s in scores.items()},  # the NKI MAC ratio is compile's figure (and score.json's)
-            headline={"contest": total, "contest_mean": mean},
-            tags={"score.baseline": source},
-            summary=(f"CPU score {total:.3f} over {len(scores)} prompts, {mean:.3f} per prompt (1.0 = baseline; "
-                     f"baseline from {source}){checked}"),
-            data=scores,
-        )
+    total, mean = sum(scores.values()), statistics.fmean(scores.values())
+    (job.stage_dir("score") / "score.json").write_text(
+        json.dumps({"baseline": source, "baseline_latency": base, "nki_mac_ratio": ratio, "scores": scores,
+                    "accuracy_checked": accuracy is not None}, indent=2)
+    )
+    checked = "" if accuracy else unchecked
+    return StageResult(
+        metrics={f"p{i}": s for i, s in scores.items()},  # the NKI MAC ratio is compile's figure (and score.json's)
+        headline={"contest": total, "contest_mean": mean},
+        tags={"score.baseline": source},
+        summary=(f"{label} score {total:.3f} over {len(scores)} prompts, {mean:.3f} per prompt (1.0 = baseline; "
+                 f"baseline from {source}){checked}"),
+        data=scores,
+    )

@@ -5,15 +5,12 @@ when the workload is the contest's five prompts at seq_len 640, else the baselin
 job. The ratio is the compile stage's HLO count (or counted here from the job's build)."""
 from __future__ import annotations
 
-import json
-import statistics
-
 from pipeline.estimate.contest import CONTEST_SEQ_LEN, baseline_rows, contest_prompts
-from pipeline.evaluation.contest_score import contest_score
 from pipeline.platforms.neuron.compile import hlo_ratio
 from pipeline.platforms.neuron.latency import benchmark_prompt, prompt_metrics
 from pipeline.platforms.neuron.session import BASELINE, CANDIDATE
 from pipeline.stages.base import StageResult
+from pipeline.stages.score import score_prompts
 
 
 def is_contest_workload(conf) -> bool:
@@ -42,26 +39,6 @@ def run(job) -> StageResult:
         ratio = float(compiled.data["nki_mac_ratio"])
     else:
         ratio = hlo_ratio(job.platform.session(job).build(CANDIDATE).dirs.work)[0]
-    accuracy = job.results.get("accuracy")
-    per_prompt_accuracy = accuracy.data["per_prompt"] if accuracy else {}
     base, source = base_figures(job)
-    scores = {}
-    for prompt in job.prompts:
-        ours, theirs = latency.data[prompt.index], base[prompt.index]
-        scores[prompt.index] = contest_score(
-            float(per_prompt_accuracy.get(prompt.index, True)), theirs["e2e_p99_ms"], ours["e2e_p99_ms"],
-            ours["throughput_tok_s"], theirs["throughput_tok_s"], ratio,
-        )
-    mean = statistics.fmean(scores.values())
-    (job.stage_dir("score") / "score.json").write_text(json.dumps(
-        {"baseline": source, "baseline_latency": base, "nki_mac_ratio": ratio, "scores": scores,
-         "accuracy_checked": accuracy is not None}, indent=2))
-    checked = "" if accuracy else " (accuracy not checked: assumed passing, as the contest on trn2)"
-    return StageResult(
-        metrics={**{f"p{i}": s for i, s in scores.items()}, "contest": mean, "nki_mac_ratio": ratio},
-        headline={"contest": mean, "contest_total": sum(scores.values()), "nki_mac_ratio": ratio},
-        tags={"score.baseline": source},
-        summary=f"{job.conf.platform.name} score {mean:.3f} per prompt, total {sum(scores.values()):.3f} "
-                f"(baseline: {source}){checked}",
-        data=scores,
-    )
+    return score_prompts(job, latency.data, base, source, ratio, job.conf.platform.name,
+                         " (accuracy not checked: assumed passing, as the contest on trn2)")
