@@ -48,7 +48,8 @@ def help_config() -> dict:
         kernel_catalogue(),
         "",
         f"== Stages (stages=[...], run in order) ==\n  default: {', '.join(stages)}\n"
-        "  also: export (writes the single-file submission qwen_with_nki.py)",
+        "  also: cutpoints (after compile: where an NKI custom call may cut the graph, against the compiled\n"
+        "        baseline), export (after score: writes the single-file submission qwen_with_nki.py)",
         "",
         "== Config (override anything: key.sub=value) ==",
         "$CONFIG",
