@@ -83,9 +83,9 @@ def _write_positions(path, result: ValidationResult) -> None:
             writer.writerow([p.position, *(p.errors[k] for k in keys), p.diverged, p.divergence_gap, p.passed])
 
 
-def _layer_parity(job: Job, candidate: Qwen3Moe, prompt: Prompt, expected: torch.Tensor) -> list[LayerParity]:
+def _layer_parity(job: Job, candidate: Qwen3Moe, reference: Qwen3Moe, prompt: Prompt,
+                  expected: torch.Tensor) -> list[LayerParity]:
     """Teacher-forced per-layer parity of the candidate against the in-house reference model on one prompt."""
-    reference = job.model(REFERENCE_KERNELS[job.conf.accuracy.reference](job))
     forced = expected.argmax(dim=-1)[:, 0].tolist()
     ids, buckets = list(prompt.ids), list(job.buckets)
     return layer_parity(forced_outputs(candidate, ids, forced, buckets), forced_outputs(reference, ids, forced, buckets),
@@ -113,6 +113,7 @@ class AccuracyStage:
         reference = REFERENCES[settings.reference](job)  # loads (first use: creates) the checkpoint
         candidate = job.model(candidate_kernels(job))
         parity = settings.layer_parity and settings.reference in REFERENCE_KERNELS
+        parity_reference = job.model(REFERENCE_KERNELS[settings.reference](job)) if parity else None
         # Started after loading so the ETA counts only generation: the reference's tokens, then the candidate's
         # (a candidate that diverges is regenerated from the divergence, which can go past 100%).
         progress = Progress("accuracy", 2 * sum(n for _, n in checks))
@@ -120,7 +121,7 @@ class AccuracyStage:
         for prompt, new in checks:
             expected = reference(prompt, new, progress)
             if parity:
-                parities.append(_layer_parity(job, candidate, prompt, expected))
+                parities.append(_layer_parity(job, candidate, parity_reference, prompt, expected))
 
             def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new) -> torch.Tensor:
                 remaining = new - (ids.shape[1] - len(prompt.ids))
