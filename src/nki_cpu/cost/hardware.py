@@ -1,6 +1,6 @@
 """Trainium hardware constants of the cost model, one record per target (trn2, trn3).
 
-Every number carries its source. Keys (see /work/shared/reference/nki-api.md §0 and
+Every number carries its source. Keys (see ../shared/reference/nki-api.md §0 and
 hardware-and-model.md §0; SDK = aws-neuron/aws-neuron-sdk@81ce03ae):
   ARCH2  SDK:nki/guides/architecture/trainium_inferentia2_arch.rst (NeuronCore-v2, common rules)
   ARCH3  SDK:nki/guides/architecture/trainium2_arch.rst (NeuronCore-v3 = Trn2)
