@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -183,8 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sources {args.sources} is not a folder")
     if args.sources is not None and not args.originals.is_file():
         parser.error(f"--originals {args.originals} is not a file")
-    import tempfile
-
     args.out.mkdir(parents=True, exist_ok=True)
     _say(f"calibration: kernel points from {args.points}")
     originals: list[dict] = []
