@@ -21,11 +21,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
-
-from pipeline.config import CONF_DIR
+from pipeline.config.compose import compose_config
 from pipeline.config.validate import to_pipeline_conf
 from kernels.slots import KernelSet
 from pipeline.evaluation.layer_parity import first_divergent, forced_outputs, layer_parity, merge
@@ -44,16 +40,7 @@ def parse(spec: str) -> tuple[str, str, dict]:
 
 
 def make_job(overrides: list[str], out: Path) -> Job:
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.job.name = "judge"
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.resolve(cfg)
-    return Job(to_pipeline_conf(cfg), out)
+    return Job(to_pipeline_conf(compose_config(overrides, out, job_name="judge")), out)
 
 
 def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:

@@ -7,11 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
-
-from pipeline.config import CONF_DIR, project_root
+from pipeline.config import project_root
+from pipeline.config.compose import compose_config  # noqa: F401  (tests import it from here)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,20 +16,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 PROJECT = Path(project_root())
 CACHE = PROJECT / ".cache"
-
-
-def compose_config(overrides: list[str], output_dir: Path):
-    """The resolved config `python -m pipeline <overrides>` would run, writing into output_dir."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.name = "pipeline"
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.resolve(cfg)
-    return cfg
 
 
 @pytest.fixture(scope="session")

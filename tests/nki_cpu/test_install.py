@@ -18,14 +18,19 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, package_files):
+def _probe(tmp_path, package_files, probe):
+    """Run `probe` in a fresh interpreter whose path has `package_files` (fake packages) before the sources."""
     site = tmp_path / "site"
     for relative, text in package_files.items():
         target = site / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(textwrap.dedent(text))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), SRC])}
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _run(tmp_path, package_files):
+    done = _probe(tmp_path, package_files, PROBE)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -60,13 +65,7 @@ LEGACY_PROBE = textwrap.dedent("""
 
 
 def _run_legacy(tmp_path, package_files):
-    site = tmp_path / "site"
-    for relative, text in package_files.items():
-        target = site / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(text))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), SRC])}
-    return subprocess.run([sys.executable, "-c", LEGACY_PROBE], env=env, capture_output=True, text=True, timeout=60)
+    return _probe(tmp_path, package_files, LEGACY_PROBE)
 
 
 def test_neuronxcc_nki_resolves_to_the_interpreter(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -140,13 +140,12 @@ def estimated_ns(point: Point, trace: Trace, hw: Hardware | None = None) -> floa
 
 @dataclass
 class FitResult:
-    """Estimates on the grid, the fitted values, and per point the in-sample and leave-one-out estimates."""
+    """The fitted values, and per point the in-sample and leave-one-out estimates."""
 
     values: dict[str, float]
     estimated: dict[str, float]
     loo_values: dict[str, dict[str, float]]
     loo_estimated: dict[str, float]
-    grid: list[dict[str, float]] = field(repr=False, default_factory=list)
 
 
 def _grid() -> list[dict[str, float]]:
@@ -178,7 +177,7 @@ def fit(points: list[Point], traces: dict[str, Trace]) -> FitResult:
         loo_values[point.name] = grid[j]
         loo_estimated[point.name] = float(table[i, j])
     return FitResult(grid[best], {p.name: float(table[i, best]) for i, p in enumerate(points)},
-                     loo_values, loo_estimated, grid)
+                     loo_values, loo_estimated)
 
 
 def spearman(a: list[float], b: list[float]) -> float:

@@ -3,8 +3,8 @@ HBM bandwidth that all DMA engines of a logical core share.
 
 Queue policy (DMA-OV): each of the 16 DMA engines serves 8 SBUF partitions, so a transfer is split
 over the engines whose partitions its SBUF/PSUM side touches, in proportion to the partitions: a
-[128, F] load uses all 16 engines, a [1, F] load engine 0 only. Every engine works through its queue
-in program order. HBM -> HBM copies have no partition side and are spread evenly over all 16
+[128, F] load uses all 16 engines, a [1, F] load engine 0 only. An engine serves its transfers as
+their inputs become ready (`schedule._Bookings`). HBM -> HBM copies have no partition side and are spread evenly over all 16
 engines (an assumption; DMA-OV only says a transfer is "parallelized up to 16 DMA engines,
 depending on the shape").
 

@@ -1,8 +1,9 @@
 """List scheduling of a trace onto the engines and DMA queues of one logical core.
 
-Engines (tensor, vector, scalar, gpsimd) and the 16 DMA queues of each physical core run in
-parallel, each in program order. An instruction starts when its engine (every queue it uses, for a
-DMA) is free and the instructions it conflicts with on memory (`dependencies.py`) are done.
+Engines (tensor, vector, scalar, gpsimd) and the 16 DMA engines of each physical core run in
+parallel, compute engines in program order. A compute instruction starts when its engine is free and
+the instructions it conflicts with on memory (`dependencies.py`) are done; a DMA part takes the first
+free stretch of its DMA engine after that (see `_Bookings`).
 "Done" is when results are visible: a compute instruction occupies its engine for `busy_ns` and is
 done `latency_ns` later; a DMA part starts `dma_fixed_latency_ns` after its inputs are ready and is
 done when its bytes have moved (`dma.py`), its queue's HBM share being the logical core's HBM
@@ -103,9 +104,9 @@ class _State:
         self.dead = dead
         self.hbm_share = hbm_share                  # HBM bytes/ns available to one DMA queue
         self.deps = DependencyTracker()
-        self.free = {t: 0.0 for t in tracks}       # when each track is next free
+        self.free = {t: 0.0 for t in tracks if "dma" not in t}   # when each compute engine is next free
         self.booked = {t: _Bookings() for t in tracks if "dma" in t}   # DMA queues: busy intervals
-        self.last = {t: None for t in tracks}      # index of its last instruction
+        self.last = {t: None for t in self.free}   # index of its last instruction
         self.busy = {t: 0.0 for t in tracks}
         self.undocumented: Counter = Counter()
 
