@@ -1,0 +1,265 @@
+"""NKI context-encoding attention (the prompt bucket of every batch row at once): q/k/v projections, q/k
+RMSNorm, RoPE, causal GQA attention, the KV cache write and the o projection, in one kernel.
+
+Layout (P = 128 partitions, D = head_dim, tiles of up to P tokens of one row, n tokens in a tile):
+- x^T [P, tiles, H/P, P]: hidden element j P + p of token t on partition p, by PE transposes (bit-exact).
+- projections, weights streamed once: per column chunk (up to 512 columns, whole heads) the weight rows
+  [P, H/P, chunk] are loaded, then every token tile accumulates x^T (stationary) times them (moving) over
+  H/P in one fp32 PSUM bank, rounded once to bf16 rows [tokens, heads, D] (tokens on partitions).
+- RMSNorm and RoPE along the free axis of those rows (cos/sin rows as the model passes them, broadcast over
+  the heads by the DMA); the new k and v rows go to the cache in one DMA per tile.
+- q^T and k^T per head [D, tokens] by PE transposes; scores of a query tile [n, keys] (q^T stationary,
+  k^T moving, keys up to the tile's last position: key tiles above the diagonal are skipped, their
+  probabilities are exactly 0 in the baseline too), the softmax along the free axis, the probabilities
+  transposed per key tile so that the value rows [keys, D] are the stationary side: attn^T [D, n] per head.
+- o projection, weights streamed once: per column chunk of the output, attn^T of every head (stationary)
+  times the head's o_proj^T rows (moving), accumulated over the heads in one fp32 PSUM bank.
+
+Numerics follow kernels.attention.baseline (its context path) rounding point by rounding point: the
+projections, the normed heads, each RoPE product and their sum, the scores, the scaled scores, the
+probabilities, the value product and the o projection are each rounded to bf16 once; the norm statistics
+and the softmax run in fp32 over the whole causal row (not an online softmax: T <= 640 keys fit one row,
+and rescaling partial sums would round differently from the baseline). What cannot match bit for bit:
+fp32 sums accumulate in another order, exp and rsqrt are the engine's, and p = e * (1 / sum) stands in
+for e / sum (no divide on the engines).
+"""
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+P = 128
+BANK = 512  # fp32 per PSUM bank per partition: the widest matmul output
+
+
+def _tiles(seq):
+    return [(t0, min(P, seq - t0)) for t0 in range(0, seq, P)]
+
+
+def _x_transposed(x, batch, seq, identity):
+    """x^T [P, tiles of all rows, H/P, P] in x's dtype: xt[p, i, j, t] = x[row t of tile i, j P + p]."""
+    hidden = x.shape[1]
+    chunks = hidden // P
+    tiles = _tiles(seq)
+    xt = nl.ndarray((P, batch * len(tiles), chunks, P), dtype=x.dtype, buffer=nl.sbuf)
+    per_bank = max(1, 2 * BANK // P)   # bf16 transposes of P tokens per PSUM bank
+    for b in nl.static_range(batch):
+        for i, (t0, n) in enumerate(tiles):
+            rows = nl.ndarray((P, hidden), dtype=x.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=rows[0:n, :], src=x[b * seq + t0:b * seq + t0 + n, :])
+            tile = b * len(tiles) + i
+            for j0 in nl.static_range(0, chunks, per_bank):
+                count = min(per_bank, chunks - j0)
+                staged = nl.ndarray((P, count, P), dtype=x.dtype, buffer=nl.psum)
+                for j in nl.static_range(count):
+                    nisa.nc_matmul(dst=staged[:, j, 0:n], stationary=rows[0:n, (j0 + j) * P:(j0 + j + 1) * P],
+                                   moving=identity[0:n, 0:n], is_transpose=True)
+                nisa.tensor_copy(dst=xt[:, tile, j0:j0 + count, 0:n], src=staged[:, :, 0:n])
+    return xt
+
+
+def _project_rows(xt, w, tiles, head_dim, chunk_heads, dtype):
+    """rows [P, tiles, heads, D] = x @ w (w [H, heads D], input dim first) rounded once; the weight is
+    streamed in column chunks of `chunk_heads` heads, each read from HBM once."""
+    hidden, width = w.shape
+    chunks = hidden // P
+    heads = width // head_dim
+    rows = nl.ndarray((P, len(tiles), heads, head_dim), dtype=dtype, buffer=nl.sbuf)
+    for h0 in nl.static_range(0, heads, chunk_heads):
+        count = min(chunk_heads, heads - h0)
+        cols = count * head_dim
+        block = nl.ndarray((P, chunks, cols), dtype=w.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=block, src=w.ap(pattern=[[width, P], [P * width, chunks], [1, cols]], offset=h0 * head_dim))
+        for i, (_, n) in enumerate(tiles):
+            acc = nl.ndarray((P, cols), dtype=nl.float32, buffer=nl.psum)
+            for j in nl.static_range(chunks):
+                nisa.nc_matmul(dst=acc[0:n, :], stationary=xt[:, i, j, 0:n], moving=block[:, j, :])
+            if i % 2:
+                nisa.tensor_copy(dst=rows[0:n, i, h0:h0 + count, :], src=acc[0:n, :])
+            else:
+                nisa.activation(dst=rows[0:n, i, h0:h0 + count, :], op=nl.copy, data=acc[0:n, :])
+    return rows
+
+
+def _norm_rope(rows, i, n, weight, cos, sin, eps):
+    """RMSNorm (one weight for every head) then RoPE on rows[0:n, i] [n, heads, D], in place; cos and sin
+    [n, heads, D] (sin with its first half negated: rotate_half(x) * sin = [x2 * -sin1, x1 * sin2])."""
+    _, _, heads, head_dim = rows.shape
+    half = head_dim // 2
+    x = rows[0:n, i, :, :]
+    squares = nl.ndarray((P, heads, head_dim), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=squares[0:n], data1=x, data2=x, op=nl.multiply)
+    rstd = nl.ndarray((P, heads), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=rstd[0:n], op=nl.add, data=squares[0:n], axis=2)
+    nisa.activation(dst=rstd[0:n], op=nl.rsqrt, data=rstd[0:n], scale=1.0 / head_dim, bias=eps)
+    normed = nl.ndarray((P, heads, head_dim), dtype=rows.dtype, buffer=nl.sbuf)
+    for h in nl.static_range(heads):
+        nisa.scalar_tensor_tensor(dst=normed[0:n, h, :], data=x[:, h, :], op0=nl.multiply, operand0=rstd[0:n, h:h + 1],
+                                  op1=nl.multiply, operand1=weight[0:n, :])
+    # x * cos + rotate_half(x) * sin, every product and the sum rounded
+    cos_part = nl.ndarray((P, heads, head_dim), dtype=rows.dtype, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=cos_part[0:n], data1=normed[0:n], data2=cos[0:n, 0:heads], op=nl.multiply)
+    sin_part = nl.ndarray((P, heads, head_dim), dtype=rows.dtype, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=sin_part[0:n, :, 0:half], data1=normed[0:n, :, half:head_dim],
+                       data2=sin[0:n, 0:heads, 0:half], op=nl.multiply, engine=nisa.engine.gpsimd)
+    nisa.tensor_tensor(dst=sin_part[0:n, :, half:head_dim], data1=normed[0:n, :, 0:half],
+                       data2=sin[0:n, 0:heads, half:head_dim], op=nl.multiply)
+    nisa.tensor_tensor(dst=x, data1=cos_part[0:n], data2=sin_part[0:n], op=nl.add)
+
+
+def _rope_tables(cos, sin, r0, n, heads):
+    """cos and sin rows [r0, r0 + n) broadcast over `heads` [P, heads, D] (the DMA repeats each row), sin's
+    first half negated."""
+    head_dim = cos.shape[1]
+    tables = []
+    for src in (cos, sin):
+        t = nl.ndarray((P, heads, head_dim), dtype=src.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t[0:n], src=src.ap(pattern=[[head_dim, n], [0, heads], [1, head_dim]], offset=r0 * head_dim))
+        tables.append(t)
+    half = head_dim // 2
+    nisa.tensor_scalar(dst=tables[1][0:n, :, 0:half], data=tables[1][0:n, :, 0:half], op0=nl.multiply,
+                       operand0=-1.0, engine=nisa.engine.gpsimd)
+    return tables
+
+
+def _broadcast_row(weight):
+    """weight [D] on every partition."""
+    width = weight.shape[0]
+    t = nl.ndarray((P, width), dtype=weight.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=weight.ap(pattern=[[0, P], [1, width]], offset=0))
+    return t
+
+
+def _write_cache(cache, rows, i, b, t0, n):
+    """cache[b, :, t0:t0 + n] = rows[0:n, i] ([n, kv heads, D]) in one DMA."""
+    _, kv_heads, max_seq, head_dim = cache.shape
+    nisa.dma_copy(dst=cache.ap(pattern=[[head_dim, n], [max_seq * head_dim, kv_heads], [1, head_dim]],
+                               offset=(b * kv_heads * max_seq + t0) * head_dim), src=rows[0:n, i, :, :])
+
+
+def _transpose_heads(dst, c0, rows, i, n, identity):
+    """dst[:, h, c0:c0 + n] = rows[0:n, i, h, :]^T for every head (PE transposes, a PSUM bank holding several)."""
+    _, _, heads, head_dim = rows.shape
+    per_bank = max(1, 2 * BANK // P)
+    for h0 in nl.static_range(0, heads, per_bank):
+        count = min(per_bank, heads - h0)
+        staged = nl.ndarray((head_dim, count, P), dtype=rows.dtype, buffer=nl.psum)
+        for h in nl.static_range(count):
+            nisa.nc_matmul(dst=staged[:, h, 0:n], stationary=rows[0:n, i, h0 + h, :], moving=identity[0:n, 0:n],
+                           is_transpose=True)
+        nisa.tensor_copy(dst=dst[:, h0:h0 + count, c0:c0 + n], src=staged[:, :, 0:n])
+
+
+def _softmax(scores, t0, n, scale, dtype):
+    """Probabilities [n, t0 + n] in `dtype` from fp32 scores [n, t0 + n] (keys [0, t0 + n) of the query tile
+    at positions [t0, t0 + n)): rounded, scaled and rounded, masked causally, softmax in fp32."""
+    keys = t0 + n
+    s = nl.ndarray((P, keys), dtype=dtype, buffer=nl.sbuf)
+    nisa.activation(dst=s[0:n], op=nl.copy, data=scores[0:n, 0:keys])
+    nisa.tensor_scalar(dst=s[0:n], data=s[0:n], op0=nl.multiply, operand0=scale)
+    masked = nl.ndarray((P, keys), dtype=nl.float32, buffer=nl.sbuf)
+    if t0:
+        nisa.tensor_copy(dst=masked[0:n, 0:t0], src=s[0:n, 0:t0])
+    # query p (position t0 + p) keeps key t0 + k where p - k >= 0
+    nisa.affine_select(dst=masked[0:n, t0:keys], pattern=[[-1, n]], channel_multiplier=1, on_true_tile=s[0:n, t0:keys],
+                       on_false_value=-3.4028234663852886e38, cmp_op=nl.greater_equal, offset=0)
+    neg_top = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=neg_top[0:n], op=nl.maximum, data=masked[0:n], axis=1, negate=True)
+    e = nl.ndarray((P, keys), dtype=nl.float32, buffer=nl.sbuf)
+    total = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation_reduce(dst=e[0:n], op=nl.exp, data=masked[0:n], reduce_op=nl.add, reduce_res=total[0:n],
+                           bias=neg_top[0:n])
+    nisa.reciprocal(dst=total[0:n], data=total[0:n])
+    p = nl.ndarray((P, keys), dtype=dtype, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=p[0:n], data=e[0:n], op0=nl.multiply, operand0=total[0:n])
+    return p
+
+
+def _attend(attn_t, q_t, k_t, v_rows, tiles, tile_base, i, h, g, scale, identity):
+    """attn_t[:, tile_base + i, h, 0:n] = (softmax(q k^T) v)^T for query tile i of one row, head h (KV head g);
+    k_t [D, kv heads, S] is the row's K^T."""
+    head_dim = q_t.shape[0]
+    t0, n = tiles[i]
+    keys = t0 + n
+    scores = nl.ndarray((P, keys), dtype=nl.float32, buffer=nl.psum)
+    for c0 in nl.static_range(0, keys, BANK):
+        c1 = min(keys, c0 + BANK)
+        nisa.nc_matmul(dst=scores[0:n, c0:c1], stationary=q_t[:, tile_base + i, h, 0:n], moving=k_t[:, g, c0:c1])
+    p = _softmax(scores, t0, n, scale, attn_t.dtype)
+    staged = nl.ndarray((P, i + 1, P), dtype=p.dtype, buffer=nl.psum)
+    for k, (k0, m) in enumerate(tiles[:i + 1]):
+        nisa.nc_matmul(dst=staged[0:m, k, 0:n], stationary=p[0:n, k0:k0 + m], moving=identity[0:n, 0:n],
+                       is_transpose=True)
+    p_t = nl.ndarray((P, i + 1, P), dtype=p.dtype, buffer=nl.sbuf)
+    for k, (_, m) in enumerate(tiles[:i + 1]):
+        nisa.tensor_copy(dst=p_t[0:m, k, 0:n], src=staged[0:m, k, 0:n])
+    acc = nl.ndarray((head_dim, P), dtype=nl.float32, buffer=nl.psum)
+    for k, (_, m) in enumerate(tiles[:i + 1]):
+        nisa.nc_matmul(dst=acc[:, 0:n], stationary=v_rows[0:m, tile_base + k, g, :], moving=p_t[0:m, k, 0:n])
+    nisa.activation(dst=attn_t[:, tile_base + i, h, 0:n], op=nl.copy, data=acc[:, 0:n])
+
+
+def _project_out(out, attn_t, o_w, batch, seq, cols):
+    """out rows = attn @ o_proj^T, o_proj^T streamed in column chunks of `cols`, each read once; accumulated
+    over the heads in fp32 and rounded once."""
+    head_dim, _, heads, _ = attn_t.shape
+    hidden = o_w.shape[1]
+    tiles = _tiles(seq)
+    for c0 in nl.static_range(0, hidden, cols):
+        width = min(cols, hidden - c0)
+        block = nl.ndarray((head_dim, heads, width), dtype=o_w.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=block, src=o_w.ap(pattern=[[hidden, head_dim], [head_dim * hidden, heads], [1, width]],
+                                            offset=c0))
+        for b in nl.static_range(batch):
+            for i, (t0, n) in enumerate(tiles):
+                tile = b * len(tiles) + i
+                acc = nl.ndarray((P, width), dtype=nl.float32, buffer=nl.psum)
+                for h in nl.static_range(heads):
+                    nisa.nc_matmul(dst=acc[0:n, :], stationary=attn_t[:, tile, h, 0:n], moving=block[:, h, :])
+                rows = nl.ndarray((P, width), dtype=out.dtype, buffer=nl.sbuf)
+                nisa.activation(dst=rows[0:n], op=nl.copy, data=acc[0:n])
+                r0 = b * seq + t0
+                nisa.dma_copy(dst=out[r0:r0 + n, c0:c0 + width], src=rows[0:n])
+
+
+@nki.jit
+def context_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, k_cache, v_cache, eps, scale,
+                      qkv_cols, out_cols):
+    """x [B S, H] (row b's tokens at positions 0..S-1); q_w [H, Hq D], k_w and v_w [H, Hkv D], o_w [Hq D, H]
+    (input dim first); q_norm and k_norm [D]; cos and sin [B S, D]; k_cache and v_cache [B, Hkv, max_seq, D],
+    written at [0, S); scale = 1 / sqrt(D) -> out [B S, H]. `qkv_cols` columns (whole heads) of the q/k/v
+    weights and `out_cols` columns of o_proj^T are streamed per chunk."""
+    tokens, hidden = x.shape
+    batch, kv_heads, _, head_dim = k_cache.shape
+    seq = tokens // batch
+    q_heads = q_w.shape[1] // head_dim
+    group = q_heads // kv_heads
+    tiles = _tiles(seq)
+    chunk_heads = max(1, qkv_cols // head_dim)
+    identity = nl.shared_identity_matrix(n=P, dtype=x.dtype)
+    out = nl.ndarray((tokens, hidden), dtype=x.dtype, buffer=nl.shared_hbm)
+
+    xt = _x_transposed(x, batch, seq, identity)
+    all_tiles = [(b, t0, n) for b in range(batch) for t0, n in tiles]
+    q_rows = _project_rows(xt, q_w, [(t0, n) for _, t0, n in all_tiles], head_dim, chunk_heads, x.dtype)
+    k_rows = _project_rows(xt, k_w, [(t0, n) for _, t0, n in all_tiles], head_dim, chunk_heads, x.dtype)
+    v_rows = _project_rows(xt, v_w, [(t0, n) for _, t0, n in all_tiles], head_dim, chunk_heads, x.dtype)
+    q_weight, k_weight = _broadcast_row(q_norm), _broadcast_row(k_norm)
+    q_t = nl.ndarray((head_dim, len(all_tiles), q_heads, P), dtype=x.dtype, buffer=nl.sbuf)
+    k_t = nl.ndarray((head_dim, batch, kv_heads, seq), dtype=x.dtype, buffer=nl.sbuf)
+    for i, (b, t0, n) in enumerate(all_tiles):
+        cos_t, sin_t = _rope_tables(cos, sin, b * seq + t0, n, q_heads)
+        _norm_rope(q_rows, i, n, q_weight, cos_t, sin_t, eps)
+        _norm_rope(k_rows, i, n, k_weight, cos_t, sin_t, eps)
+        _write_cache(k_cache, k_rows, i, b, t0, n)
+        _write_cache(v_cache, v_rows, i, b, t0, n)
+        _transpose_heads(q_t[:, i, :, :], 0, q_rows, i, n, identity)
+        _transpose_heads(k_t[:, b, :, :], t0, k_rows, i, n, identity)
+
+    attn_t = nl.ndarray((head_dim, len(all_tiles), q_heads, P), dtype=x.dtype, buffer=nl.sbuf)
+    for b in nl.static_range(batch):
+        for i in nl.static_range(len(tiles)):
+            for h in nl.static_range(q_heads):
+                _attend(attn_t, q_t, k_t[:, b, :, :], v_rows, tiles, b * len(tiles), i, h, h // group, scale,
+                        identity)
+    _project_out(out, attn_t, o_w, batch, seq, out_cols)
+    return out
