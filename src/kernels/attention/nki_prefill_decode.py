@@ -56,11 +56,15 @@ def _context_problems(shapes: LayerShapes, params: PrefillDecodeParams) -> list[
         problems.append(f"context bucket {longest} exceeds {MAX_CONTEXT} (a query tile's transposed probabilities "
                         f"are staged in one PSUM bank)")
     tiles = shapes.batch * -(-longest // PARTITIONS)
-    rows = tiles * (shapes.q_heads + 2 * shapes.kv_heads) * d * item
-    x_t = tiles * shapes.hidden * item
-    q_and_attn = 2 * tiles * shapes.q_heads * PARTITIONS * item
-    weights = max(params.qkv_cols * shapes.hidden // PARTITIONS, shapes.q_heads * params.out_cols) * item
-    need = rows + x_t + q_and_attn + weights + shapes.batch * shapes.kv_heads * longest * item
+    # live together while projecting (x^T, every q/k/v row, q^T, K^T, a weight chunk) and while attending
+    # (q^T, K^T, the V rows, attn^T, an o_proj^T chunk, one query tile's fp32 softmax rows)
+    q_t = tiles * shapes.q_heads * PARTITIONS * item
+    k_t = shapes.batch * shapes.kv_heads * longest * item
+    projecting = (tiles * (shapes.hidden + (shapes.q_heads + 2 * shapes.kv_heads) * d) * item + q_t + k_t
+                  + params.qkv_cols * shapes.hidden // PARTITIONS * item)
+    attending = (2 * q_t + k_t + tiles * shapes.kv_heads * d * item + shapes.q_heads * params.out_cols * item
+                 + 4 * longest * 4)
+    need = max(projecting, attending)
     if need > SBUF_BYTES * 7 // 8:
         problems.append(f"~{need // 1024} KiB of SBUF per partition for the context bucket {longest} x batch "
                         f"{shapes.batch} leaves too little of trn2's {SBUF_BYTES // 1024} KiB")
