@@ -174,17 +174,23 @@ def _softmax(scores, t0, n, scale, dtype):
     return p
 
 
-def _attend(attn_t, q_t, k_t, v_rows, tiles, tile_base, i, h, g, scale, identity):
-    """attn_t[:, tile_base + i, h, 0:n] = (softmax(q k^T) v)^T for query tile i of one row, head h (KV head g);
+def _probabilities(q_t, k_t, tiles, tile, i, h, g, scale, dtype):
+    """Softmax probabilities [n, keys] of query tile i (global tile `tile`) of one row, head h (KV head g);
     k_t [D, kv heads, S] is the row's K^T."""
-    head_dim = q_t.shape[0]
     t0, n = tiles[i]
     keys = t0 + n
     scores = nl.ndarray((P, keys), dtype=nl.float32, buffer=nl.psum)
     for c0 in nl.static_range(0, keys, BANK):
         c1 = min(keys, c0 + BANK)
-        nisa.nc_matmul(dst=scores[0:n, c0:c1], stationary=q_t[:, tile_base + i, h, 0:n], moving=k_t[:, g, c0:c1])
-    p = _softmax(scores, t0, n, scale, attn_t.dtype)
+        nisa.nc_matmul(dst=scores[0:n, c0:c1], stationary=q_t[:, tile, h, 0:n], moving=k_t[:, g, c0:c1])
+    return _softmax(scores, t0, n, scale, dtype)
+
+
+def _weighted_values(attn_t, p, v_rows, tiles, tile_base, i, h, g, identity):
+    """attn_t[:, tile_base + i, h, 0:n] = (p v)^T: p transposed per key tile, so that the value rows
+    [keys, D] are the stationary side."""
+    head_dim = attn_t.shape[0]
+    n = tiles[i][1]
     staged = nl.ndarray((P, i + 1, P), dtype=p.dtype, buffer=nl.psum)
     for k, (k0, m) in enumerate(tiles[:i + 1]):
         nisa.nc_matmul(dst=staged[0:m, k, 0:n], stationary=p[0:n, k0:k0 + m], moving=identity[0:n, 0:n],
@@ -196,6 +202,21 @@ def _attend(attn_t, q_t, k_t, v_rows, tiles, tile_base, i, h, g, scale, identity
     for k, (_, m) in enumerate(tiles[:i + 1]):
         nisa.nc_matmul(dst=acc[:, 0:n], stationary=v_rows[0:m, tile_base + k, g, :], moving=p_t[0:m, k, 0:n])
     nisa.activation(dst=attn_t[:, tile_base + i, h, 0:n], op=nl.copy, data=acc[:, 0:n])
+
+
+def _attend_row(attn_t, q_t, k_t, v_rows, tiles, tile_base, group, scale, identity):
+    """Every query tile and head of one row, software-pipelined by one step: the scores of the next (tile,
+    head) are issued before the value product of the current one, so that TensorE computes them while the
+    other engines run the current softmax."""
+    heads = q_t.shape[2]
+    pending = None
+    for i in nl.static_range(len(tiles)):
+        for h in nl.static_range(heads):
+            p = _probabilities(q_t, k_t, tiles, tile_base + i, i, h, h // group, scale, attn_t.dtype)
+            if pending is not None:
+                _weighted_values(attn_t, *pending, identity)
+            pending = (p, v_rows, tiles, tile_base, i, h, h // group)
+    _weighted_values(attn_t, *pending, identity)
 
 
 def _project_out(out, attn_t, o_w, batch, seq, cols):
@@ -257,9 +278,6 @@ def context_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, k_cache, 
 
     attn_t = nl.ndarray((head_dim, len(all_tiles), q_heads, P), dtype=x.dtype, buffer=nl.sbuf)
     for b in nl.static_range(batch):
-        for i in nl.static_range(len(tiles)):
-            for h in nl.static_range(q_heads):
-                _attend(attn_t, q_t, k_t[:, b, :, :], v_rows, tiles, b * len(tiles), i, h, h // group, scale,
-                        identity)
+        _attend_row(attn_t, q_t, k_t[:, b, :, :], v_rows, tiles, b * len(tiles), group, scale, identity)
     _project_out(out, attn_t, o_w, batch, seq, out_cols)
     return out
