@@ -109,7 +109,7 @@ def test_cache_is_written_at_the_buckets_positions_and_nowhere_else():
         assert (getattr(inputs, name)[:, :, :bucket] != 7.0).any(dim=-1).all()
 
 
-@pytest.mark.parametrize("params", [dict(qkv_cols=64), dict(qkv_cols=96, out_cols=100)])
+@pytest.mark.parametrize("params", [dict(qkv_cols=64), dict(qkv_cols=96, out_cols=100), dict(cores=1)])
 def test_streaming_knobs(params):
     check(TINY, 160, VARIANT.make_params(params))
 
@@ -143,6 +143,27 @@ def test_trace_does_the_projections_once_and_skips_key_tiles_above_the_diagonal(
     assert trace.total_macs == projections + causal_attention_macs(shapes, bucket)
     hbm_writes = [i for i in trace.instructions if i.op.startswith("dma") and i.operands[0].buffer == "hbm"]
     assert sum(i.dma_bytes for i in hbm_writes) == (tokens * shapes.hidden + 2 * tokens * kv) * 2
+
+
+def test_the_cores_read_each_weight_byte_once():
+    """LNC=2: q heads, k / v and output columns are split between the cores; each weight byte leaves HBM
+    once, and the cores read equal shares of the q and o weights (core 0 k, core 1 v)."""
+    shapes, bucket = per_rank(TINY, 2), 128
+    with nki_cpu.recording() as traces:
+        run_kernel(context_call(shapes, bucket))
+    (trace,) = traces
+    reads = {0: 0, 1: 0}
+    for i in trace.instructions:
+        if i.op == "dma_copy" and i.reads[0].buffer == "hbm":
+            reads[i.program_id[0]] += i.dma_bytes
+    q, kv = shapes.q_heads * shapes.head_dim, shapes.kv_heads * shapes.head_dim
+    weights = (shapes.hidden * (2 * q + 2 * kv)) * 2
+    x, tables = bucket * shapes.hidden * 2, 2 * bucket * shapes.head_dim * 2
+    norm_weight = 128 * shapes.head_dim * 2   # broadcast to every partition: q_norm on both cores, k_norm on 0
+    per_core_small = x + tables * max(shapes.q_heads // 2, shapes.kv_heads) + norm_weight
+    assert sum(reads.values()) == weights + 2 * per_core_small + norm_weight
+    assert reads[0] - reads[1] == norm_weight
+    assert {i.program_id[0] for i in trace.instructions if i.op == "sendrecv"} == {0, 1}
 
 
 def test_serves_both_phases_and_refuses_other_positions():

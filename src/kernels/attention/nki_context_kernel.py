@@ -12,8 +12,11 @@ Layout (P = 128 partitions, D = head_dim, tiles of up to P tokens of one row, n 
   k^T moving, keys up to the tile's last position: key tiles above the diagonal are skipped, their
   probabilities are exactly 0 in the baseline too), the softmax along the free axis, the probabilities
   transposed per key tile so that the value rows [keys, D] are the stationary side: attn^T [D, n] per head.
-- o projection, weights streamed once: per column chunk of the output, attn^T of every head (stationary)
-  times the head's o_proj^T rows (moving), accumulated over the heads in one fp32 PSUM bank.
+- o projection, weights read once (issuing their DMAs before the attention delays the cache writes and
+  the exchanges queued behind them: slower in the cost model): per column chunk of the output, attn^T of every head (stationary) times the head's
+  o_proj^T rows (moving), accumulated over the heads in one fp32 PSUM bank.
+- LNC=2 (a grid of 2): the cores split the q heads, k and v (core 0 makes k, core 1 v, then they swap
+  the rows) and the output columns (after swapping their attn^T halves); see `context_attention`.
 
 Numerics follow kernels.attention.baseline (its context path) rounding point by rounding point: the
 projections, the normed heads, each RoPE product and their sum, the scores, the scaled scores, the
@@ -57,18 +60,18 @@ def _x_transposed(x, batch, seq, identity):
     return xt
 
 
-def _project_rows(xt, w, tiles, head_dim, chunk_heads, dtype):
-    """rows [P, tiles, heads, D] = x @ w (w [H, heads D], input dim first) rounded once; the weight is
-    streamed in column chunks of `chunk_heads` heads, each read from HBM once."""
+def _project_rows(xt, w, tiles, head_dim, first, heads, chunk_heads, dtype):
+    """rows [P, tiles, heads, D] = x @ w for w's heads [first, first + heads) (w [H, all heads D], input dim
+    first) rounded once; the weight is streamed in column chunks of `chunk_heads` heads, each read once."""
     hidden, width = w.shape
     chunks = hidden // P
-    heads = width // head_dim
     rows = nl.ndarray((P, len(tiles), heads, head_dim), dtype=dtype, buffer=nl.sbuf)
     for h0 in nl.static_range(0, heads, chunk_heads):
         count = min(chunk_heads, heads - h0)
         cols = count * head_dim
         block = nl.ndarray((P, chunks, cols), dtype=w.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=block, src=w.ap(pattern=[[width, P], [P * width, chunks], [1, cols]], offset=h0 * head_dim))
+        nisa.dma_copy(dst=block, src=w.ap(pattern=[[width, P], [P * width, chunks], [1, cols]],
+                                          offset=(first + h0) * head_dim))
         for i, (_, n) in enumerate(tiles):
             acc = nl.ndarray((P, cols), dtype=nl.float32, buffer=nl.psum)
             for j in nl.static_range(chunks):
@@ -204,42 +207,59 @@ def _weighted_values(attn_t, p, v_rows, tiles, tile_base, i, h, g, identity):
     nisa.activation(dst=attn_t[:, tile_base + i, h, 0:n], op=nl.copy, data=acc[:, 0:n])
 
 
-def _attend_row(attn_t, q_t, k_t, v_rows, tiles, tile_base, group, scale, identity):
-    """Every query tile and head of one row, software-pipelined by one step: the scores of the next (tile,
-    head) are issued before the value product of the current one, so that TensorE computes them while the
-    other engines run the current softmax."""
+def _attend_row(attn_t, q_t, k_t, v_rows, tiles, tile_base, first_head, group, scale, identity):
+    """Every query tile and head (this core's heads, the first being q head `first_head`) of one row,
+    software-pipelined by one step: the scores of the next (tile, head) are issued before the value
+    product of the current one, so that TensorE computes them while the other engines run the softmax."""
     heads = q_t.shape[2]
     pending = None
     for i in nl.static_range(len(tiles)):
         for h in nl.static_range(heads):
-            p = _probabilities(q_t, k_t, tiles, tile_base + i, i, h, h // group, scale, attn_t.dtype)
+            g = (first_head + h) // group
+            p = _probabilities(q_t, k_t, tiles, tile_base + i, i, h, g, scale, attn_t.dtype)
             if pending is not None:
                 _weighted_values(attn_t, *pending, identity)
-            pending = (p, v_rows, tiles, tile_base, i, h, h // group)
+            pending = (p, v_rows, tiles, tile_base, i, h, g)
     _weighted_values(attn_t, *pending, identity)
 
 
-def _project_out(out, attn_t, o_w, batch, seq, cols):
-    """out rows = attn @ o_proj^T, o_proj^T streamed in column chunks of `cols`, each read once; accumulated
-    over the heads in fp32 and rounded once."""
-    head_dim, _, heads, _ = attn_t.shape
+def _load_out_weights(o_w, first, last, cols, head_dim):
+    """o_proj^T columns [first, last) as blocks [D, heads, cols], one DMA each: [(first column, block)]."""
+    heads = o_w.shape[0] // head_dim
     hidden = o_w.shape[1]
-    tiles = _tiles(seq)
-    for c0 in nl.static_range(0, hidden, cols):
-        width = min(cols, hidden - c0)
+    blocks = []
+    for c0 in nl.static_range(first, last, cols):
+        width = min(cols, last - c0)
         block = nl.ndarray((head_dim, heads, width), dtype=o_w.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=block, src=o_w.ap(pattern=[[hidden, head_dim], [head_dim * hidden, heads], [1, width]],
                                             offset=c0))
+        blocks.append((c0, block))
+    return blocks
+
+
+def _project_out(out, heads, blocks, batch, seq):
+    """out rows, the blocks' columns = attn @ o_proj^T; `heads` lists (attn^T tensor [D, tiles, h, P], index)
+    of every q head in order. Accumulated over the heads in fp32 and rounded once."""
+    tiles = _tiles(seq)
+    for c0, block in blocks:
+        width = block.shape[2]
         for b in nl.static_range(batch):
             for i, (t0, n) in enumerate(tiles):
                 tile = b * len(tiles) + i
                 acc = nl.ndarray((P, width), dtype=nl.float32, buffer=nl.psum)
-                for h in nl.static_range(heads):
-                    nisa.nc_matmul(dst=acc[0:n, :], stationary=attn_t[:, tile, h, 0:n], moving=block[:, h, :])
+                for h, (attn_t, index) in enumerate(heads):
+                    nisa.nc_matmul(dst=acc[0:n, :], stationary=attn_t[:, tile, index, 0:n], moving=block[:, h, :])
                 rows = nl.ndarray((P, width), dtype=out.dtype, buffer=nl.sbuf)
                 nisa.activation(dst=rows[0:n], op=nl.copy, data=acc[0:n])
                 r0 = b * seq + t0
                 nisa.dma_copy(dst=out[r0:r0 + n, c0:c0 + width], src=rows[0:n])
+
+
+def _exchange(mine, core):
+    """The other core's tensor of the same shape as `mine` (SBUF to SBUF on chip)."""
+    theirs = nl.ndarray(mine.shape, dtype=mine.dtype, buffer=nl.sbuf)
+    nisa.sendrecv(src=mine, dst=theirs, send_to_rank=1 - core, recv_from_rank=1 - core, pipe_id=0)
+    return theirs
 
 
 @nki.jit
@@ -248,12 +268,20 @@ def context_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, k_cache, 
     """x [B S, H] (row b's tokens at positions 0..S-1); q_w [H, Hq D], k_w and v_w [H, Hkv D], o_w [Hq D, H]
     (input dim first); q_norm and k_norm [D]; cos and sin [B S, D]; k_cache and v_cache [B, Hkv, max_seq, D],
     written at [0, S); scale = 1 / sqrt(D) -> out [B S, H]. `qkv_cols` columns (whole heads) of the q/k/v
-    weights and `out_cols` columns of o_proj^T are streamed per chunk."""
+    weights and `out_cols` columns of o_proj^T are streamed per chunk.
+
+    On a grid of 2 (LNC=2) core c projects and attends with q heads [c Hq/2, (c+1) Hq/2); core 0 projects
+    k (and normalises, rotates and caches it), core 1 v, and they swap those rows; they then swap their
+    attn^T halves and core c computes output columns [c H/2, (c+1) H/2) from every head. Every weight byte
+    is read once, every MAC done once (x^T, K^T and the rope tables are made on both cores)."""
     tokens, hidden = x.shape
     batch, kv_heads, _, head_dim = k_cache.shape
     seq = tokens // batch
     q_heads = q_w.shape[1] // head_dim
     group = q_heads // kv_heads
+    cores, core = nl.num_programs(0), nl.program_id(0)
+    own = q_heads // cores
+    first_head = core * own
     tiles = _tiles(seq)
     chunk_heads = max(1, qkv_cols // head_dim)
     identity = nl.shared_identity_matrix(n=P, dtype=x.dtype)
@@ -261,23 +289,41 @@ def context_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, k_cache, 
 
     xt = _x_transposed(x, batch, seq, identity)
     all_tiles = [(b, t0, n) for b in range(batch) for t0, n in tiles]
-    q_rows = _project_rows(xt, q_w, [(t0, n) for _, t0, n in all_tiles], head_dim, chunk_heads, x.dtype)
-    k_rows = _project_rows(xt, k_w, [(t0, n) for _, t0, n in all_tiles], head_dim, chunk_heads, x.dtype)
-    v_rows = _project_rows(xt, v_w, [(t0, n) for _, t0, n in all_tiles], head_dim, chunk_heads, x.dtype)
-    q_weight, k_weight = _broadcast_row(q_norm), _broadcast_row(k_norm)
-    q_t = nl.ndarray((head_dim, len(all_tiles), q_heads, P), dtype=x.dtype, buffer=nl.sbuf)
+    row_tiles = [(t0, n) for _, t0, n in all_tiles]
+    makes_k, makes_v = core == 0, core == cores - 1
+    q_rows = _project_rows(xt, q_w, row_tiles, head_dim, first_head, own, chunk_heads, x.dtype)
+    k_rows = _project_rows(xt, k_w, row_tiles, head_dim, 0, kv_heads, chunk_heads, x.dtype) if makes_k else None
+    v_rows = _project_rows(xt, v_w, row_tiles, head_dim, 0, kv_heads, chunk_heads, x.dtype) if makes_v else None
+    q_weight = _broadcast_row(q_norm)
+    k_weight = _broadcast_row(k_norm) if makes_k else None
+    q_t = nl.ndarray((head_dim, len(all_tiles), own, P), dtype=x.dtype, buffer=nl.sbuf)
+    for i, (b, t0, n) in enumerate(all_tiles):
+        cos_t, sin_t = _rope_tables(cos, sin, b * seq + t0, n, max(own, kv_heads))
+        _norm_rope(q_rows, i, n, q_weight, cos_t, sin_t, eps)
+        _transpose_heads(q_t[:, i, :, :], 0, q_rows, i, n, identity)
+        if makes_k:
+            _norm_rope(k_rows, i, n, k_weight, cos_t, sin_t, eps)
+            _write_cache(k_cache, k_rows, i, b, t0, n)
+        if makes_v:
+            _write_cache(v_cache, v_rows, i, b, t0, n)
+    if cores > 1:   # core 0 made the k rows, core 1 the v rows: swap
+        if makes_k:
+            v_rows = _exchange(k_rows, core)
+        else:
+            k_rows = _exchange(v_rows, core)
     k_t = nl.ndarray((head_dim, batch, kv_heads, seq), dtype=x.dtype, buffer=nl.sbuf)
     for i, (b, t0, n) in enumerate(all_tiles):
-        cos_t, sin_t = _rope_tables(cos, sin, b * seq + t0, n, q_heads)
-        _norm_rope(q_rows, i, n, q_weight, cos_t, sin_t, eps)
-        _norm_rope(k_rows, i, n, k_weight, cos_t, sin_t, eps)
-        _write_cache(k_cache, k_rows, i, b, t0, n)
-        _write_cache(v_cache, v_rows, i, b, t0, n)
-        _transpose_heads(q_t[:, i, :, :], 0, q_rows, i, n, identity)
         _transpose_heads(k_t[:, b, :, :], t0, k_rows, i, n, identity)
 
-    attn_t = nl.ndarray((head_dim, len(all_tiles), q_heads, P), dtype=x.dtype, buffer=nl.sbuf)
+    attn_t = nl.ndarray((head_dim, len(all_tiles), own, P), dtype=x.dtype, buffer=nl.sbuf)
     for b in nl.static_range(batch):
-        _attend_row(attn_t, q_t, k_t[:, b, :, :], v_rows, tiles, b * len(tiles), group, scale, identity)
-    _project_out(out, attn_t, o_w, batch, seq, out_cols)
+        _attend_row(attn_t, q_t, k_t[:, b, :, :], v_rows, tiles, b * len(tiles), first_head, group, scale,
+                    identity)
+    halves = [attn_t]
+    if cores > 1:
+        halves.insert(1 - core, _exchange(attn_t, core))   # in head order: core 0's heads first
+    heads = [(half, h) for half in halves for h in range(own)]
+    cols = -(-hidden // cores)
+    out_blocks = _load_out_weights(o_w, core * cols, min(hidden, (core + 1) * cols), out_cols, head_dim)
+    _project_out(out, heads, out_blocks, batch, seq)
     return out
