@@ -1,7 +1,8 @@
 """Benchmark of every registered NKI kernel variant at real per-rank shapes (Qwen3-30B-A3B at TP=4,
-batch 1; attention at each contest KV bucket).
+batch 1; attention at each contest KV bucket in token generation and each context bucket in context encoding).
 
     PYTHONPATH=src python benchmarks/bench_kernels.py
+    BENCH_VARIANTS=attention.nki_prefill_decode,lm_head.nki_tiled PYTHONPATH=src python benchmarks/bench_kernels.py
 
 Measured in this run: the interpreted kernel against its torch reference (medians) and its error, the
 trace's instructions per engine, MACs and DMA bytes; estimated by the cost model: the kernel's Trainium
@@ -33,24 +34,31 @@ from model.parallel import TensorParallel  # noqa: E402
 from nki_cpu import cost  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+# e.g. BENCH_VARIANTS=attention.nki_prefill_decode,lm_head.nki_tiled benches only those (default: every one)
+ONLY = {v for v in os.environ.get("BENCH_VARIANTS", "").split(",") if v}
 TP_DEGREE = 4
 KV_BUCKETS = (128, 256, 640)
 TARGETS = ("trn2", "trn3")
 
 
-def real_shapes(kv: int) -> LayerShapes:
+def real_shapes(kv: int, context: int = 128) -> LayerShapes:
     preset = yaml.safe_load(open(os.path.join(HERE, "..", "conf", "model", "qwen3_30b_a3b_slice.yaml")))
     dims = ModelDims(**preset.get("model", preset)["dims"])
-    return TensorParallel(dims, TP_DEGREE).layer_shapes(1, (128,), (kv,), torch.bfloat16)
+    return TensorParallel(dims, TP_DEGREE).layer_shapes(1, (context,), (kv,), torch.bfloat16)
 
 
 def cases() -> list[tuple[kernels.Variant, Phase, LayerShapes]]:
     found = []
     for variants in kernels.catalogue().values():
-        for variant in (v for v in variants if v.nki and not v.test_only):
+        for variant in (v for v in variants if v.nki and not v.test_only
+                        and (not ONLY or f"{v.layer}.{v.name}" in ONLY)):
             for phase in sorted(variant.phases, key=lambda p: p.value):
-                buckets = KV_BUCKETS if (variant.layer == "attention" and phase is Phase.TOKEN) else KV_BUCKETS[:1]
-                found.extend((variant, phase, real_shapes(kv)) for kv in buckets)
+                if variant.layer != "attention":
+                    found.append((variant, phase, real_shapes(KV_BUCKETS[0])))
+                elif phase is Phase.TOKEN:
+                    found.extend((variant, phase, real_shapes(kv)) for kv in KV_BUCKETS)
+                else:  # context encoding at each contest bucket
+                    found.extend((variant, phase, real_shapes(KV_BUCKETS[0], s)) for s in KV_BUCKETS)
     return found
 
 
@@ -65,7 +73,7 @@ def _median(fn):
 
 def bench(variant: kernels.Variant, phase: Phase, shapes: LayerShapes, calls: dict) -> str:
     params = variant.make_params()
-    key = (variant.layer, phase, variant.transpose_weights, shapes.kv_lengths)
+    key = (variant.layer, phase, variant.transpose_weights, shapes.kv_lengths, shapes.context_lengths)
     if key not in calls:  # drawing real-size weights takes seconds: once per layer, phase and layout
         calls[key] = example_call(variant.layer, phase, shapes, seed=0, transposed=variant.transpose_weights)
     call = calls[key]
