@@ -12,8 +12,9 @@ Layout (P = 128 partitions, D = head_dim, tiles of up to P tokens of one row, n 
   k^T moving, keys up to the tile's last position: key tiles above the diagonal are skipped, their
   probabilities are exactly 0 in the baseline too), the softmax along the free axis, the probabilities
   transposed per key tile so that the value rows [keys, D] are the stationary side: attn^T [D, n] per head.
-- o projection, weights read once (issuing their DMAs before the attention delays the cache writes and
-  the exchanges queued behind them: slower in the cost model): per column chunk of the output, attn^T of every head (stationary) times the head's
+  The (tile, head) pairs are software-pipelined by one step (the next scores before this value product).
+- o projection, weights read once, after the attention (issuing those DMAs earlier did not shorten the cost
+  model's estimate): per column chunk of the output, attn^T of every head (stationary) times the head's
   o_proj^T rows (moving), accumulated over the heads in one fp32 PSUM bank.
 - LNC=2 (a grid of 2): the cores split the q heads, k and v (core 0 makes k, core 1 v, then they swap
   the rows) and the output columns (after swapping their attn^T halves); see `context_attention`.

@@ -48,7 +48,8 @@ def _context_problems(shapes: LayerShapes, params: PrefillDecodeParams) -> list[
     d, item = shapes.head_dim, shapes.dtype.itemsize
     problems = []
     if not d <= params.qkv_cols <= BANK_FP32:
-        problems.append(f"qkv_cols={params.qkv_cols} must be in [head_dim={d}, {BANK_FP32}] (whole heads, one PSUM bank)")
+        problems.append(f"qkv_cols={params.qkv_cols} must be in [head_dim={d}, {BANK_FP32}] (whole heads, one PSUM "
+                        f"bank)")
     if not 1 <= params.out_cols <= BANK_FP32:
         problems.append(f"out_cols={params.out_cols} must be in [1, {BANK_FP32}]")
     if params.cores > 1 and shapes.q_heads % params.cores:
@@ -89,9 +90,10 @@ def run_context(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInp
     head_dim = weights.q_norm.shape[0]
     kernel = nki_module(KERNELS).context_attention
     out = launch(
-        kernel[params.cores] if params.cores > 1 else kernel, x.reshape(batch * seq, hidden), weights.q_proj.T, weights.k_proj.T, weights.v_proj.T,
-        weights.o_proj.T, weights.q_norm, weights.k_norm, inputs.cos.reshape(batch * seq, head_dim),
-        inputs.sin.reshape(batch * seq, head_dim), inputs.k_cache, inputs.v_cache, weights.eps,
+        kernel[params.cores] if params.cores > 1 else kernel, x.reshape(batch * seq, hidden), weights.q_proj.T,
+        weights.k_proj.T, weights.v_proj.T, weights.o_proj.T, weights.q_norm, weights.k_norm,
+        inputs.cos.reshape(batch * seq, head_dim), inputs.sin.reshape(batch * seq, head_dim), inputs.k_cache,
+        inputs.v_cache, weights.eps,
         1.0 / math.sqrt(head_dim), params.qkv_cols, params.out_cols,
     )
     return out.view(batch, seq, hidden)
