@@ -109,7 +109,7 @@ def test_cache_is_written_at_the_buckets_positions_and_nowhere_else():
         assert (getattr(inputs, name)[:, :, :bucket] != 7.0).any(dim=-1).all()
 
 
-@pytest.mark.parametrize("params", [dict(qkv_cols=64), dict(qkv_cols=96, out_cols=100), dict(cores=1)])
+@pytest.mark.parametrize("params", [dict(qkv_cols=64), dict(qkv_cols=96, out_cols=100), dict(cores=1, out_cols=600)])
 def test_streaming_knobs(params):
     check(TINY, 160, VARIANT.make_params(params))
 
@@ -179,7 +179,8 @@ def test_serves_both_phases_and_refuses_other_positions():
     (dict(context_lengths=(2048,)), {}, "context bucket 2048 exceeds 1024"),
     (dict(batch=16, context_lengths=(640,), q_heads=32, kv_heads=4), {}, "SBUF per partition for the context bucket"),
     ({}, dict(qkv_cols=64), "qkv_cols=64 must be in [head_dim=128, 512]"),
-    ({}, dict(out_cols=1024), "out_cols=1024 must be in [1, 512]"),
+    ({}, dict(out_cols=0), "out_cols=0 must be >= 1"),
+    (dict(q_heads=32, kv_heads=4, context_lengths=(640,)), dict(out_cols=2048), "SBUF per partition"),
     (dict(head_dim=96), {}, "head_dim 96 must be a power of two"),
 ])
 def test_unsupported_shapes_and_knobs_are_rejected_with_a_reason(changes, params, reason):

@@ -2,7 +2,7 @@
 RMSNorm, RoPE, causal GQA attention, the KV cache write and the o projection, in one kernel.
 
 Layout (P = 128 partitions, D = head_dim, tiles of up to P tokens of one row, n tokens in a tile):
-- x^T [P, tiles, H/P, P]: hidden element j P + p of token t on partition p, by PE transposes (bit-exact).
+- x^T [P, tiles, H/P, P]: hidden element p H/P + j of token t on partition p, by PE transposes (bit-exact).
 - projections, weights streamed once: per column chunk (up to 512 columns, whole heads) the weight rows
   [P, H/P, chunk] are loaded, then every token tile accumulates x^T (stationary) times them (moving) over
   H/P in one fp32 PSUM bank, rounded once to bf16 rows [tokens, heads, D] (tokens on partitions).
@@ -40,7 +40,8 @@ def _tiles(seq):
 
 
 def _x_transposed(x, batch, seq, identity):
-    """x^T [P, tiles of all rows, H/P, P] in x's dtype: xt[p, i, j, t] = x[row t of tile i, j P + p]."""
+    """x^T [P, tiles of all rows, H/P, P] in x's dtype: xt[p, i, j, t] = x[row t of tile i, p H/P + j] (the
+    weight rows' order below), by PE transposes of strided column slices (bit-exact)."""
     hidden = x.shape[1]
     chunks = hidden // P
     tiles = _tiles(seq)
@@ -55,7 +56,8 @@ def _x_transposed(x, batch, seq, identity):
                 count = min(per_bank, chunks - j0)
                 staged = nl.ndarray((P, count, P), dtype=x.dtype, buffer=nl.psum)
                 for j in nl.static_range(count):
-                    nisa.nc_matmul(dst=staged[:, j, 0:n], stationary=rows[0:n, (j0 + j) * P:(j0 + j + 1) * P],
+                    nisa.nc_matmul(dst=staged[:, j, 0:n],
+                                   stationary=rows.ap(pattern=[[hidden, n], [chunks, P]], offset=j0 + j),
                                    moving=identity[0:n, 0:n], is_transpose=True)
                 nisa.tensor_copy(dst=xt[:, tile, j0:j0 + count, 0:n], src=staged[:, :, 0:n])
     return xt
@@ -63,7 +65,9 @@ def _x_transposed(x, batch, seq, identity):
 
 def _project_rows(xt, w, tiles, head_dim, first, heads, chunk_heads, dtype):
     """rows [P, tiles, heads, D] = x @ w for w's heads [first, first + heads) (w [H, all heads D], input dim
-    first) rounded once; the weight is streamed in column chunks of `chunk_heads` heads, each read once."""
+    first) rounded once; the weight is streamed in column chunks of `chunk_heads` heads, each read once,
+    partition p holding the H/P consecutive rows p H/P + j (one run per partition when a chunk spans w's
+    full width)."""
     hidden, width = w.shape
     chunks = hidden // P
     rows = nl.ndarray((P, len(tiles), heads, head_dim), dtype=dtype, buffer=nl.sbuf)
@@ -71,7 +75,7 @@ def _project_rows(xt, w, tiles, head_dim, first, heads, chunk_heads, dtype):
         count = min(chunk_heads, heads - h0)
         cols = count * head_dim
         block = nl.ndarray((P, chunks, cols), dtype=w.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=block, src=w.ap(pattern=[[width, P], [P * width, chunks], [1, cols]],
+        nisa.dma_copy(dst=block, src=w.ap(pattern=[[chunks * width, P], [width, chunks], [1, cols]],
                                           offset=(first + h0) * head_dim))
         for i, (_, n) in enumerate(tiles):
             acc = nl.ndarray((P, cols), dtype=nl.float32, buffer=nl.psum)
@@ -240,18 +244,25 @@ def _load_out_weights(o_w, first, last, cols, head_dim):
 
 def _project_out(out, heads, blocks, batch, seq):
     """out rows, the blocks' columns = attn @ o_proj^T; `heads` lists (attn^T tensor [D, tiles, h, P], index)
-    of every q head in order. Accumulated over the heads in fp32 and rounded once."""
+    of every q head in order. Accumulated over the heads in fp32 (a PSUM bank per 512 columns) and rounded
+    once; one store per block and tile."""
     tiles = _tiles(seq)
     for c0, block in blocks:
         width = block.shape[2]
         for b in nl.static_range(batch):
             for i, (t0, n) in enumerate(tiles):
                 tile = b * len(tiles) + i
-                acc = nl.ndarray((P, width), dtype=nl.float32, buffer=nl.psum)
-                for h, (attn_t, index) in enumerate(heads):
-                    nisa.nc_matmul(dst=acc[0:n, :], stationary=attn_t[:, tile, index, 0:n], moving=block[:, h, :])
                 rows = nl.ndarray((P, width), dtype=out.dtype, buffer=nl.sbuf)
-                nisa.activation(dst=rows[0:n], op=nl.copy, data=acc[0:n])
+                for k0 in nl.static_range(0, width, BANK):
+                    k1 = min(width, k0 + BANK)
+                    acc = nl.ndarray((P, k1 - k0), dtype=nl.float32, buffer=nl.psum)
+                    for h, (attn_t, index) in enumerate(heads):
+                        nisa.nc_matmul(dst=acc[0:n, :], stationary=attn_t[:, tile, index, 0:n],
+                                       moving=block[:, h, k0:k1])
+                    if (k0 // BANK) % 2:
+                        nisa.tensor_copy(dst=rows[0:n, k0:k1], src=acc[0:n])
+                    else:
+                        nisa.activation(dst=rows[0:n, k0:k1], op=nl.copy, data=acc[0:n])
                 r0 = b * seq + t0
                 nisa.dma_copy(dst=out[r0:r0 + n, c0:c0 + width], src=rows[0:n])
 
