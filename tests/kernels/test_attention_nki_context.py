@@ -194,3 +194,28 @@ def test_serves_the_tiny_and_slice_models_at_each_tp_degree_and_contest_bucket(d
         at_buckets = with_(per_rank(shapes, degree), context_lengths=(128, 256, 640), kv_lengths=(128, 256, 640))
         assert VARIANT.problems(at_buckets, VARIANT.make_params()) == []
 
+
+
+@pytest.mark.slow
+def test_estimate_stays_near_the_floor_at_real_shapes():
+    """Regression guard on the cost model's estimate/floor (LNC=2) at the real TP=4 shapes, smallest and
+    largest bucket (measured 2.65 / 3.99 at 128, 3.38 / 3.03 at 640 on trn2 / trn3); and the two cores
+    must beat one."""
+    from nki_cpu import cost
+
+    def ratios(bucket, params=None):
+        with nki_cpu.recording() as traces:
+            run_kernel(context_call(REAL_TP4, bucket), params)
+        (trace,) = traces
+        found = {}
+        for target in ("trn2", "trn3"):
+            est = cost.estimate(trace, target=target, lnc=2)
+            found[target] = est.time_ns / est.floor_ns
+        return found
+
+    limits = {128: {"trn2": 2.9, "trn3": 4.3}, 640: {"trn2": 3.6, "trn3": 3.3}}
+    for bucket, limit in limits.items():
+        found = ratios(bucket)
+        assert all(found[t] < limit[t] for t in limit), (bucket, found)
+    one_core = ratios(640, VARIANT.make_params({"cores": 1}))
+    assert all(ratios(640)[t] < 0.8 * one_core[t] for t in one_core), one_core
