@@ -54,10 +54,7 @@ def contest_import(monkeypatch, tmp_path):
     return types.SimpleNamespace(load=load, home=home, nxdi=nxdi)
 
 
-def config(hidden=256, layers=2):
-    neuron_config = neuron_fakes.MoENeuronConfig(tp_degree=1, seq_len=64)
-    return types.SimpleNamespace(neuron_config=neuron_config, hidden_size=hidden, num_hidden_layers=layers,
-                                 rms_norm_eps=1e-6)
+config = neuron_fakes.tiny_config
 
 
 def test_export_parses_and_embeds_the_selected_kernels(tmp_path):
