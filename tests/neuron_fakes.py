@@ -189,12 +189,12 @@ class MoE(nn.Module):
     """model.py MoE: forward -> _forward_compute_bound (router on the full hidden states, expert MLPs on [T, H],
     then the delayed all-reduce, the identity on one rank); moe_fused_tkg only with init_tkg_module."""
 
-    def __init__(self, config):
+    def __init__(self, config, init_tkg_module=False):
         super().__init__()
         dtype = config.neuron_config.torch_dtype
         self.router = RouterTopK(config.num_experts, config.num_experts_per_tok, config.hidden_size)
         self.expert_mlps = ExpertMLPsV2(config, dtype)
-        self.moe_fused_tkg = None
+        self.moe_fused_tkg = nn.Module() if init_tkg_module else None  # moe_fused_tkg.py MoEFusedTKG (not run here)
         self.return_router_logits = False
         self.sequence_dimension = 1
 
@@ -245,7 +245,7 @@ class NeuronQwen3MoeDecoderLayer(nn.Module):
         self.moe_fused_nki_kernel_enabled = getattr(config, "moe_fused_nki_kernel_enabled", False)
         self.input_layernorm = CustomRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = CustomRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mlp = MoE(config)
+        self.mlp = MoE(config, init_tkg_module=self.moe_fused_nki_kernel_enabled).eval()  # initialize_moe_module
         self.qkv_kernel_enabled = config.neuron_config.qkv_kernel_enabled
         self.qkv_kernel_fused_rmsnorm = not config.neuron_config.sequence_parallel_enabled
         self.config = config
