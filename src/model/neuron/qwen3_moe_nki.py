@@ -52,6 +52,7 @@ def model_class(choices, compiler_settings, params=None, kernel_package="kernels
     class NeuronQwen3MoeForCausalLM(nxdi_qwen3_moe.NeuronQwen3MoeForCausalLM):
         _model_cls = NeuronQwen3MoeModel
         kernel_choices = dict(choices)
+        nki_kernels = kernels
         compiler_settings = settings
 
         def get_compiler_args(self):
