@@ -21,9 +21,10 @@ DEVICE_KERNELS = {
 # Why a registered non-baseline variant has no device slot (variants not listed: torch-only test variants).
 NOT_WIRED = {
     ("attention", "nki_decode"): (
-        "its kernel writes the new k/v into the KV cache itself and takes the position's cos/sin rows, but NxDI "
-        "hands an attention module its cache only through kv_mgr with update_kv_per_layer, which "
-        "NeuronAttentionBase wires for its own attention-block TKG kernel alone; not wired yet"),
+        "its kernel writes the new k/v into the KV cache in place and returns only the o_proj partial, while "
+        "NxDI's attention returns the new k/v to its KV-cache manager (NeuronAttentionBase."
+        "standard_causal_attention_forward; in-kernel cache updates are wired only for NxDI's own attention-block "
+        "TKG kernel); not wired yet"),
 }
 TORCH_ONLY = "is a torch-only test variant (no NKI kernel to put on the device)"
 
