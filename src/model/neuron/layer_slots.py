@@ -18,11 +18,12 @@ Weight layouts need no conversion: NxDI's per-rank parameters are already what t
   and the builder shards per rank: exactly kernels.types.ExpertWeights.
 
 Phases. The norm and router variants run in both phases. The decode-only expert variants run where NxD's
-ExpertMLPsV2.forward (neuronx_distributed/modules/moe/expert_mlps_v2.py) itself picks token generation with
-selective loading: inference, `seq_len == 1` (MoE._forward_compute_bound passes the full hidden states'
-sequence length; NxDI's context-encoding sub-model always has seq_len = its bucket > 1) and
-tokens * top_k / experts < DEFAULT_SELECTIVE_LOADING_THRESHOLD, without expert parallelism; everywhere else
-NxD's forward runs."""
+ExpertMLPsV2.forward (neuronx_distributed/modules/moe/expert_mlps_v2.py, `if seq_len == 1:` in its inference
+branch, line 1471 at fbac349) itself picks token generation with selective loading: inference, `seq_len == 1`
+(MoE._forward_compute_bound, model.py line 196, passes the full hidden states' sequence length; NxDI's
+context-encoding sub-model always has seq_len = its bucket > 1, the same test MoE.forward uses to pick NxDI's
+own fused TKG kernel, line 294) and tokens * top_k / experts < DEFAULT_SELECTIVE_LOADING_THRESHOLD, without
+expert parallelism; everywhere else NxD's forward runs."""
 import types
 from functools import partial
 
