@@ -4,12 +4,13 @@ and NxDI's own module elsewhere, on NxDI's per-rank weights in the layout the ke
 equals the CPU home's kernel slot on the interpreter bit for bit and the variant's torch reference within
 its rtol (tests/platforms/slot_checks.py)."""
 import pytest
+import torch
 
 import kernels
-from kernels.types import Phase
+from kernels.types import ExpertWeights, Phase
 from model.neuron.slots import DEVICE_KERNELS, NOT_WIRED, NXDI_COMPILER_SETTINGS, unwired
 from tests import neuron_fakes
-from tests.platforms.slot_checks import CHECKS, fill, resolved_params
+from tests.platforms.slot_checks import CHECKS, fill, hidden_states, home, launched, resolved_params
 
 # (layer, variant, phase) -> the kernels the slot must launch there
 EXPECTED = {
@@ -75,3 +76,21 @@ def test_slots_refuse_nxdis_fused_moe_kernel(nxdi):
         cls = nxdi.model_class({layer: name}, NXDI_COMPILER_SETTINGS, resolved_params({layer: name}))
         with pytest.raises(ValueError, match="fused MoE TKG"):
             cls._model_cls(config)
+
+
+def test_router_and_expert_slots_compose_as_on_the_cpu_home(nxdi):
+    """Both MoE slots in one layer: the router kernel's normalised top-k reaches the expert kernel unchanged (NxD's
+    normalisation is not applied a second time), as the CPU home passes the router slot's output on."""
+    choices = {"router": "nki_topk", "experts": "grouped_v2"}
+    params = resolved_params(choices)
+    model = build(nxdi, choices, params)
+    moe = model.layers[0].mlp
+    x = hidden_states(model, Phase.TOKEN)
+    out, names = launched(lambda: moe(x)[0])
+    assert names == ["router_topk", "grouped_v2"]
+    tokens = x.reshape(-1, x.shape[-1])
+    affinities, index = home("router", "nki_topk", params["router"]).router(
+        Phase.TOKEN, tokens, moe.router.linear_router.weight, moe.router.top_k)
+    weights = ExpertWeights(moe.expert_mlps.mlp_op.gate_up_proj.weight, moe.expert_mlps.mlp_op.down_proj.weight)
+    expected = home("experts", "grouped_v2", params["experts"]).experts(Phase.TOKEN, tokens, affinities, index, weights)
+    assert torch.equal(out.reshape(tokens.shape), expected)
