@@ -4,8 +4,8 @@ from aws-neuron/neuronx-distributed modules/moe: MoE, RouterTopK, ExpertMLPsV2).
 
 Each slot calls the variant's `@nki.jit` function (model.neuron.slots.DEVICE_KERNELS) on the traced tensors
 directly, as the contest's own NKI RMSNorm example does (aws-neuron/nki-moe nki_custom_rmsnorm.py), with the
-arguments the variant's CPU launcher gives it (kernels/<layer>/<variant>.py `run`), so one kernel file runs
-on the device and on the interpreter. Router and experts slots keep NxDI's module instance and give it a
+arguments the variant's CPU launcher gives it (kernels/<layer>/<variant>.py `run`; the expert kernels' share
+kernels.experts.launch with it), so one kernel file runs on the device and on the interpreter. Router and experts slots keep NxDI's module instance and give it a
 subclass (`extend`) whose forward runs the kernel where the variant applies and NxDI's own forward
 (`super().forward`) elsewhere: NxDI's parameter names, sharding and checkpoint conversion stay untouched.
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuronx_distributed_inference.models.layer_boundary_marker import ModuleMarkerEndWrapper, ModuleMarkerStartWrapper
-from kernels.experts.nki_tiling import equal_chunk, pair_tiling
+from kernels.experts.launch import combine, grouped_v2_arguments, selective_v1_arguments
 from kernels.experts.selection import uses_selective_loading
 
 _SUBCLASSES = {}
@@ -165,19 +165,14 @@ def install_router(model, kernels, params):
 # ---- experts: selective_v1, grouped_v2 (token generation with selective loading)
 def launch_selective_v1(kernels, params, x, affinities, index, gate_up, down):
     """kernels/experts/selective_v1.py `run`: every slot's expert output, scaled and summed over k in torch."""
-    i_chunk = equal_chunk(down.shape[1], params.intermediate_tile)
-    outputs = kernels.selective_v1(x, index.to(torch.int32), gate_up, down, i_chunk)
-    return (outputs.view(*index.shape, -1) * affinities.unsqueeze(-1)).sum(dim=1)
+    outputs = kernels.selective_v1(*selective_v1_arguments(x, index, gate_up, down, params))
+    return combine(outputs.view(*index.shape, -1), affinities)
 
 
 def launch_grouped_v2(kernels, params, x, affinities, index, gate_up, down):
     """kernels/experts/grouped_v2.py `run`: the whole block on `cores` program instances."""
-    p = pair_tiling(x.shape[0], index.shape[1], x.shape[1], down.shape[1], x.dtype.itemsize, params.cores,
-                    params.k_tiles_per_dma, params.i_chunks_per_dma, params.last_i_chunks, params.bufs)
-    return kernels.grouped_v2[p.cores](x, affinities, index.to(torch.int32), gate_up, down, p.k_tiles_per_load,
-                                       p.chunks_per_load, p.last_chunks, p.gate_up_bufs, p.down_bufs,
-                                       p.pairs_per_core() if params.wide_pairs is None else params.wide_pairs,
-                                       params.fp32_swiglu, params.fp32_affinity)
+    cores, arguments = grouped_v2_arguments(x, affinities, index, gate_up, down, params)
+    return kernels.grouped_v2[cores](*arguments)
 
 
 class NKIExpertMLPs:
