@@ -31,7 +31,7 @@ def test_unwired_variant_on_the_device_is_a_config_error(monkeypatch, tmp_path):
     neuron_fakes.install(monkeypatch)
     cfg = compose(tmp_path, "platform=trn3", "kernel.attention=nki_decode")
     with pytest.raises(ConfigError, match=r"platform=trn3: kernel.attention=nki_decode has no NxDI slot: its kernel "
-                                          r"writes the new k/v into the KV cache itself.*\(wired: kernel.experts="):
+                                          r"writes the new k/v into the KV cache in place.*\(wired: kernel.experts="):
         prepare(cfg, tmp_path)
 
 
