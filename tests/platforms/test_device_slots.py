@@ -24,6 +24,8 @@ EXPECTED = {
     ("experts", "selective_v1", Phase.CONTEXT): [],
     ("experts", "grouped_v2", Phase.TOKEN): ["grouped_v2"],
     ("experts", "grouped_v2", Phase.CONTEXT): [],
+    ("attention", "nki_decode", Phase.TOKEN): ["decode_attention_new_kv"],
+    ("attention", "nki_decode", Phase.CONTEXT): [],
 }
 
 
@@ -64,8 +66,8 @@ def test_every_registered_nki_variant_is_wired_or_says_why_not():
         for variant in variants:
             if variant.nki is not None:
                 assert ((layer, variant.name) in DEVICE_KERNELS) != ((layer, variant.name) in NOT_WIRED)
-    (line,) = unwired({"attention": "nki_decode", "norm": "nki_add_rmsnorm", "experts": "grouped_v2"})
-    assert line.startswith("kernel.attention=nki_decode has no NxDI slot: its kernel writes the new k/v")
+    (line,) = unwired({"attention": "nki_decode", "lm_head": "perturbed", "experts": "grouped_v2"})
+    assert line.startswith("kernel.lm_head=perturbed has no NxDI slot: is a torch-only test variant")
 
 
 def test_slots_refuse_nxdis_fused_moe_kernel(nxdi):
