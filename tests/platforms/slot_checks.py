@@ -45,19 +45,21 @@ def fill(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def hidden_states(model: torch.nn.Module, phase: Phase, seed: int = 1) -> torch.Tensor:
+def hidden_states(model: torch.nn.Module, phase: Phase, seed: int = 1, batch: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, TOKENS[phase], model.layers[0].input_layernorm.weight.shape[-1], generator=g).bfloat16()
+    hidden = model.layers[0].input_layernorm.weight.shape[-1]
+    return torch.randn(batch, TOKENS[phase], hidden, generator=g).bfloat16()
 
 
-def positions(phase: Phase) -> tuple[torch.Tensor, torch.Tensor]:
-    """position_ids [1, S] and NxDI's boolean attention mask for a prompt at the start of its sequence (causal
-    [1, 1, S, S]) or a decoded token at position DECODE_POSITION of the KV bucket ([1, 1, 1, BUCKET], True
-    before it)."""
+def positions(phase: Phase, rows: tuple[int, ...] = (DECODE_POSITION,)) -> tuple[torch.Tensor, torch.Tensor]:
+    """position_ids and NxDI's boolean attention mask for a prompt at the start of its sequence ([1, S], causal
+    [1, 1, S, S]) or one decoded token per row at the rows' positions in the KV bucket ([B, 1], [B, 1, 1, BUCKET]:
+    True before each row's position)."""
     if phase is Phase.CONTEXT:
         tokens = TOKENS[phase]
         return torch.arange(tokens)[None], torch.ones(tokens, tokens, dtype=torch.bool).tril()[None, None]
-    return torch.tensor([[DECODE_POSITION]]), (torch.arange(BUCKET) < DECODE_POSITION)[None, None, None]
+    position_ids = torch.tensor(rows).reshape(-1, 1)
+    return position_ids, (torch.arange(BUCKET) < position_ids)[:, None, None, :]
 
 
 def home(layer: str, name: str, params: dict | None = None) -> KernelSet:
@@ -126,21 +128,23 @@ def check_experts(model, name: str, phase: Phase, params: dict) -> list[str]:
     return names
 
 
-def _caches(model, seed: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Every layer's (k, v) cache [1, Hkv, MAX_SEQ, D] in the model dtype, random (stale slots included)."""
+def _caches(model, batch: int, seed: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every layer's (k, v) cache [B, Hkv, MAX_SEQ, D] in the model dtype, random (stale slots included)."""
     g = torch.Generator().manual_seed(seed)
     attention = model.layers[0].self_attn
-    shape = (1, attention.num_key_value_heads, MAX_SEQ, attention.head_dim)
+    shape = (batch, attention.num_key_value_heads, MAX_SEQ, attention.head_dim)
     return [tuple(torch.randn(shape, generator=g).bfloat16() for _ in "kv") for _ in model.layers]
 
 
-def check_attention(model, name: str, phase: Phase, params: dict) -> list[str]:
-    """NeuronAttentionBase.forward as NxDI's model calls it: in token generation with the bucket's cache fetched and
-    the new k/v written by the KV-cache manager (get_kv_per_layer, update_kv_per_layer), equal to the CPU home's
-    slot (whose kernel writes its cache in place) in output and in the written cache; in context encoding NxDI's."""
+def check_attention(model, name: str, phase: Phase, params: dict,
+                    rows: tuple[int, ...] = (DECODE_POSITION,)) -> list[str]:
+    """NeuronAttentionBase.forward as NxDI's model calls it: in token generation (one token per row, at `rows`)
+    with the bucket's cache fetched and the new k/v written by the KV-cache manager (get_kv_per_layer,
+    update_kv_per_layer), equal to the CPU home's slot (whose kernel writes its cache in place) in output and in
+    the written cache; in context encoding NxDI's."""
     attention = model.layers[0].self_attn
-    x = hidden_states(model, phase)
-    position_ids, mask = positions(phase)
+    x = hidden_states(model, phase, batch=len(rows) if phase is Phase.TOKEN else 1)
+    position_ids, mask = positions(phase, rows)
     if phase is Phase.CONTEXT:
         out, names = launched(lambda: attention(x, attention_mask=mask, position_ids=position_ids))
         nxdi = neuron_fakes.attention.NeuronAttentionBase.standard_causal_attention_forward(
@@ -148,11 +152,12 @@ def check_attention(model, name: str, phase: Phase, params: dict) -> list[str]:
         assert torch.equal(out.hidden_states, nxdi.hidden_states)
         assert all(torch.equal(a, b) for a, b in zip(out.present_key_value, nxdi.present_key_value))
         return names
-    caches = _caches(model)
+    caches = _caches(model, len(rows))
     manager = neuron_fakes.attention.KVCacheManager([tuple(c.clone() for c in pair) for pair in caches])
     out, names = launched(lambda: attention(
         x, attention_mask=mask, position_ids=position_ids, kv_mgr=manager, get_kv_per_layer=True,
-        update_kv_per_layer=True, idx=0, is_for_context_encoding=False, seq_ids=torch.tensor([0]), seq_len=BUCKET))
+        update_kv_per_layer=True, idx=0, is_for_context_encoding=False, seq_ids=torch.arange(len(rows)),
+        seq_len=BUCKET))
     qkv = attention.qkv_proj
     weights = AttentionWeights(qkv.q_proj.weight, qkv.k_proj.weight, qkv.v_proj.weight, attention.o_proj.o_proj.weight,
                                attention.q_layernorm.weight, attention.k_layernorm.weight, attention.rms_norm_eps)
@@ -162,7 +167,9 @@ def check_attention(model, name: str, phase: Phase, params: dict) -> list[str]:
     expected = home("attention", name, params).attention(phase, x, weights, inputs)
     assert torch.equal(out.hidden_states, expected)
     assert torch.equal(out.present_key_value[0], k_cache) and torch.equal(out.present_key_value[1], v_cache)
-    assert not torch.equal(k_cache, caches[0][0])  # the new row landed: the comparison above is not vacuous
+    for b, position in enumerate(rows):  # each row's new k/v landed at its position: the comparison is not vacuous
+        assert (k_cache[b, :, position] != caches[0][0][b, :, position]).any()
+        assert (v_cache[b, :, position] != caches[0][1][b, :, position]).any()
     reference_inputs = AttentionInputs(Phase.TOKEN, position_ids, cos, sin, *(c.clone() for c in caches[0]), BUCKET)
     variant = kernels.get("attention", name)
     assert max_relative_error(out.hidden_states, variant.reference(x, weights, reference_inputs)) <= variant.rtol

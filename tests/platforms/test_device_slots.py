@@ -10,7 +10,7 @@ import kernels
 from kernels.types import ExpertWeights, Phase
 from model.neuron.slots import DEVICE_KERNELS, NOT_WIRED, NXDI_COMPILER_SETTINGS, unwired
 from tests import neuron_fakes
-from tests.platforms.slot_checks import CHECKS, fill, hidden_states, home, launched, resolved_params
+from tests.platforms.slot_checks import CHECKS, check_attention, fill, hidden_states, home, launched, resolved_params
 
 # (layer, variant, phase) -> the kernels the slot must launch there
 EXPECTED = {
@@ -96,3 +96,25 @@ def test_router_and_expert_slots_compose_as_on_the_cpu_home(nxdi):
     weights = ExpertWeights(moe.expert_mlps.mlp_op.gate_up_proj.weight, moe.expert_mlps.mlp_op.down_proj.weight)
     expected = home("experts", "grouped_v2", params["experts"]).experts(Phase.TOKEN, tokens, affinities, index, weights)
     assert torch.equal(out.reshape(tokens.shape), expected)
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_attention_slot_rows_at_their_own_positions_as_on_the_cpu_home(nxdi, cores):
+    """Rows decoding at different positions (one at the bucket's last slot, one with an empty prior): NxDI's cache
+    manager scatters each row's new k/v to its own position, and the cache and output equal the CPU home's."""
+    choices = {"attention": "nki_decode"}
+    params = resolved_params(choices, {"attention": {"cores": cores}})
+    model = build(nxdi, choices, params)
+    rows = (47, 0, 20)
+    assert check_attention(model, "nki_decode", Phase.TOKEN, params["attention"], rows) == ["decode_attention_new_kv"]
+
+
+def test_attention_slot_refuses_what_changes_nxdis_attention(nxdi):
+    """NxDI's own attention-block TKG kernel (and features that reshape the attention) exclude the slot."""
+    for flag in ("attn_block_tkg_nki_kernel_enabled", "fused_qkv", "k_cache_transposed"):
+        config = neuron_fakes.tiny_config()
+        setattr(config.neuron_config, flag, True)
+        cls = nxdi.model_class({"attention": "nki_decode"}, NXDI_COMPILER_SETTINGS,
+                               resolved_params({"attention": "nki_decode"}))
+        with pytest.raises(ValueError, match=f"kernel.attention=nki_decode: .*{flag} is set"):
+            cls._model_cls(config)
