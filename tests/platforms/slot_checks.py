@@ -173,6 +173,17 @@ def check_attention(model, name: str, phase: Phase, params: dict,
     reference_inputs = AttentionInputs(Phase.TOKEN, position_ids, cos, sin, *(c.clone() for c in caches[0]), BUCKET)
     variant = kernels.get("attention", name)
     assert max_relative_error(out.hidden_states, variant.reference(x, weights, reference_inputs)) <= variant.rtol
+    # as the decoder layer calls it (cache given, written later by the manager): NxDI's own token-generation
+    # contract, (attn_output, (K, V) [B, Hkv, 1, D]), within rtol of NxDI's native branch
+    bucket = tuple(c[:, :, :BUCKET] for c in caches[0])
+    plain = attention(x, attention_mask=mask, position_ids=position_ids, past_key_value=bucket)
+    native = neuron_fakes.attention.NeuronAttentionBase.standard_causal_attention_forward(
+        attention, x, mask, position_ids, bucket)
+    assert torch.equal(plain.hidden_states, out.hidden_states)
+    for ours, nxdi in zip([plain.hidden_states, *plain.present_key_value],
+                          [native.hidden_states, *native.present_key_value]):
+        assert ours.shape == nxdi.shape and ours.dtype == nxdi.dtype
+        assert max_relative_error(ours, nxdi) <= variant.rtol
     return names
 
 
