@@ -5,6 +5,8 @@ on, each mirroring a real module (aws-neuron/neuronx-distributed-inference at re
 baseline and any build agree; compile writes what NxDI's builder writes where it writes it (HLO protobufs of
 real XLA schema, NEFF files), and can hit a poisoned compile-cache entry as neuronx-cc reports it.
 
+NxDI's attention and KV-cache manager: tests/nxdi_attention_fake.py.
+
 `install(monkeypatch)` puts every fake module into sys.modules (and the NKI CPU interpreter as `nki`)."""
 from __future__ import annotations
 
