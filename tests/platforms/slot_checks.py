@@ -128,7 +128,7 @@ def check_experts(model, name: str, phase: Phase, params: dict) -> list[str]:
     return names
 
 
-def _caches(model, batch: int, seed: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def kv_caches(model, batch: int, seed: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Every layer's (k, v) cache [B, Hkv, MAX_SEQ, D] in the model dtype, random (stale slots included)."""
     g = torch.Generator().manual_seed(seed)
     attention = model.layers[0].self_attn
@@ -152,7 +152,7 @@ def check_attention(model, name: str, phase: Phase, params: dict,
         assert torch.equal(out.hidden_states, nxdi.hidden_states)
         assert all(torch.equal(a, b) for a, b in zip(out.present_key_value, nxdi.present_key_value))
         return names
-    caches = _caches(model, len(rows))
+    caches = kv_caches(model, len(rows))
     manager = neuron_fakes.attention.KVCacheManager([tuple(c.clone() for c in pair) for pair in caches])
     out, names = launched(lambda: attention(
         x, attention_mask=mask, position_ids=position_ids, kv_mgr=manager, get_kv_per_layer=True,

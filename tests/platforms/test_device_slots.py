@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import kernels
-from kernels.types import ExpertWeights, Phase
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, Phase
 from model.neuron.slots import DEVICE_KERNELS, NOT_WIRED, NXDI_COMPILER_SETTINGS, unwired
 from tests import neuron_fakes
-from tests.platforms.slot_checks import CHECKS, check_attention, fill, hidden_states, home, launched, resolved_params
+from tests.platforms.slot_checks import (BUCKET, CHECKS, DECODE_POSITION, check_attention, fill, hidden_states, home,
+                                        kv_caches, launched, positions, resolved_params)
 
 # (layer, variant, phase) -> the kernels the slot must launch there
 EXPECTED = {
@@ -118,3 +119,41 @@ def test_attention_slot_refuses_what_changes_nxdis_attention(nxdi):
                                resolved_params({"attention": "nki_decode"}))
         with pytest.raises(ValueError, match=f"kernel.attention=nki_decode: .*{flag} is set"):
             cls._model_cls(config)
+
+
+def test_every_slot_in_one_decoder_layer_composes_as_on_the_cpu_home(nxdi):
+    """A whole decoder layer in token generation with every decode slot installed (attention with the cache NxDI's
+    model passes it): each kernel once, in layer order, and the CPU home's slots chained give the same output bit
+    for bit, and the same new k/v (the rows its attention kernel writes into its cache)."""
+    choices = {"norm": "nki_add_rmsnorm", "attention": "nki_decode", "router": "nki_topk", "experts": "grouped_v2"}
+    params = resolved_params(choices)
+    model = build(nxdi, choices, params)
+    layer = model.layers[0]
+    attention, moe, eps = layer.self_attn, layer.mlp, layer.input_layernorm.variance_epsilon
+    x = hidden_states(model, Phase.TOKEN)
+    position_ids, mask = positions(Phase.TOKEN)
+    caches = kv_caches(model, 1)[0]
+    bucket = tuple(c[:, :, :BUCKET] for c in caches)
+    (out, (k_new, v_new), _, _, _), names = launched(
+        lambda: layer(x, attention_mask=mask, position_ids=position_ids, past_key_value=bucket))
+    assert names == ["rmsnorm", "decode_attention_new_kv", "add_rmsnorm", "router_topk", "grouped_v2"]
+
+    norm = home("norm", "nki_add_rmsnorm").norm
+    normed, _ = norm(Phase.TOKEN, x, layer.input_layernorm.weight, eps)
+    qkv = attention.qkv_proj
+    weights = AttentionWeights(qkv.q_proj.weight, qkv.k_proj.weight, qkv.v_proj.weight, attention.o_proj.o_proj.weight,
+                               attention.q_layernorm.weight, attention.k_layernorm.weight, attention.rms_norm_eps)
+    cos, sin = attention.rotary_emb(x, position_ids)
+    k_cache, v_cache = (c.clone() for c in caches)
+    inputs = AttentionInputs(Phase.TOKEN, position_ids, cos, sin, k_cache, v_cache, BUCKET)
+    attended = home("attention", "nki_decode", params["attention"]).attention(Phase.TOKEN, normed, weights, inputs)
+    normed, summed = norm(Phase.TOKEN, attended, layer.post_attention_layernorm.weight, eps, x)
+    tokens = normed.reshape(-1, normed.shape[-1])
+    affinities, index = home("router", "nki_topk", params["router"]).router(
+        Phase.TOKEN, tokens, moe.router.linear_router.weight, moe.router.top_k)
+    experts = ExpertWeights(moe.expert_mlps.mlp_op.gate_up_proj.weight, moe.expert_mlps.mlp_op.down_proj.weight)
+    expected = summed + home("experts", "grouped_v2", params["experts"]).experts(
+        Phase.TOKEN, tokens, affinities, index, experts).view(summed.shape)
+    assert torch.equal(out, expected)
+    assert torch.equal(k_new[:, :, 0], k_cache[:, :, DECODE_POSITION])
+    assert torch.equal(v_new[:, :, 0], v_cache[:, :, DECODE_POSITION])

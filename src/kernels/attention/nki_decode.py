@@ -3,7 +3,9 @@ the baseline's numerics (kernels.attention.baseline); context encoding falls bac
 
 The kernel reads the projection weights with the input dim first, so the variant asks the model to store
 them transposed (`transpose_weights`): `w.q_proj.T` is then a contiguous [H, Hq*D] tensor the interpreter
-passes without a copy. The KV cache is written by the kernel, in place. It is launched on both physical
+passes without a copy. The KV cache is written by the kernel, in place (`decode_attention`); the device
+slot launches the same program as `decode_attention_new_kv`, which returns the new k/v for NxDI's KV-cache
+manager instead (model.neuron.layer_slots). It is launched on both physical
 cores of the logical core (`decode_attention[2]`, LNC=2), which split the weight streaming between them
 and exchange partial sums on chip (nisa.sendrecv); `cores=1` runs it on one core.
 
