@@ -5,9 +5,9 @@ The kernel reads the projection weights with the input dim first, so the variant
 them transposed (`transpose_weights`): `w.q_proj.T` is then a contiguous [H, Hq*D] tensor the interpreter
 passes without a copy. The KV cache is written by the kernel, in place (`decode_attention`); the device
 slot launches the same program as `decode_attention_new_kv`, which returns the new k/v for NxDI's KV-cache
-manager instead (model.neuron.layer_slots). It is launched on both physical
-cores of the logical core (`decode_attention[2]`, LNC=2), which split the weight streaming between them
-and exchange partial sums on chip (nisa.sendrecv); `cores=1` runs it on one core.
+manager instead (model.neuron.layer_slots). It is launched on both physical cores of the logical core
+(`decode_attention[2]`, LNC=2), which split the weight streaming between them and exchange partial sums on
+chip (nisa.sendrecv); `cores=1` runs it on one core.
 
 Against the compiled baseline with MPA (kernels.numerics rule 3) its input, the bf16 normed hidden state, is
 the lossy rmsnorm | qkv boundary; its output (o_proj | all-reduce) is free. With MPA off on both sides only
