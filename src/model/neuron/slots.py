@@ -20,7 +20,14 @@ DEVICE_KERNELS = {
 }
 
 # Why a registered non-baseline variant has no device slot (variants not listed: torch-only test variants).
-NOT_WIRED: dict[tuple[str, str], str] = {}
+NOT_WIRED: dict[tuple[str, str], str] = {
+    ("attention", "nki_prefill_decode"): (
+        "its context-encoding kernel (attention.nki_context_kernel) writes the prompt's k/v into the KV cache in "
+        "place, while NxDI's context-encoding attention returns them to its KV-cache manager; no slot installs it "
+        "in NxDI's attention yet (nki_decode is the wired decode half)"),
+    ("lm_head", "nki_tiled"): (
+        "no slot replaces NxDI's lm_head (a ColumnParallelLinear over the vocabulary) with its kernel yet"),
+}
 TORCH_ONLY = "is a torch-only test variant (no NKI kernel to put on the device)"
 
 
