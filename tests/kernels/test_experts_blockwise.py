@@ -7,6 +7,7 @@ experts' weights move, the context MACs are NKI MACs); and the shapes it rejects
 Real-shape cases are marked slow; on a loaded machine run them with OPENBLAS_NUM_THREADS=1 (numpy's threaded BLAS
 is about 1000x slower than one thread for the interpreter's small matmuls when the cores are oversubscribed)."""
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,8 +16,12 @@ import kernels
 from kernels.executors import interpret
 from kernels.experts.baseline import experts_reference, experts_scheduled
 from kernels.experts.blockwise import block_table
+from kernels.examples import example_call
 from kernels.experts.grouped_v2 import kernel_numerics
+from kernels.macs import baseline_macs
+from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSet
 from kernels.types import Phase
+from pipeline.stages.compile import mac_ratio, trace_kernel
 from tests.kernels.shapes import REAL_TP4, TINY
 from tests.kernels.test_experts_nki import make_tokens, make_weights
 
@@ -138,3 +143,21 @@ def test_real_shapes_match_the_baseline(tp, bucket, length):
     assert_within_rtol(out, expected)
     assert (out[~valid] == 0).all()
     assert (out[valid] != expected[valid]).float().mean() < 0.01
+
+
+def test_the_compile_stage_counts_the_context_pair_as_nki_macs():
+    shapes = TINY_TP[2]
+    job = SimpleNamespace(layer_shapes=lambda: shapes, dims=SimpleNamespace(num_hidden_layers=2),
+                          conf=SimpleNamespace(platform=SimpleNamespace(target="trn2")),
+                          kernels=KernelSet.from_choices({"experts": "grouped_v2"}, executor="interp"))
+    entry = trace_kernel(job, "experts", job.kernels.experts, Phase.CONTEXT)
+    assert entry["launches"] == 2 and entry["max_relative_error_vs_reference"] <= VARIANT.rtol
+    call = example_call("experts", Phase.CONTEXT, shapes)
+    blocks = block_table(call.args[1], call.args[2], VARIANT.make_params().block_size).token_ids.shape[0]
+    assert entry["macs"] == blocks * 128 * 3 * shapes.hidden * shapes.intermediate
+    ratio, counts = mac_ratio(job, {("experts", "context"): entry})
+    assert counts["nki_macs"] == 2 * entry["macs"]  # one call per layer
+    context_baseline = 2 * baseline_macs("experts", Phase.CONTEXT, shapes)
+    assert counts["torch_macs"] + context_baseline == sum(
+        (2 * CALLS_PER_LAYER.get(layer, 0) + CALLS_PER_MODEL.get(layer, 0)) * baseline_macs(layer, phase, shapes)
+        for layer in CALLS_PER_LAYER | CALLS_PER_MODEL for phase in Phase)
