@@ -105,12 +105,14 @@ def test_only_the_chosen_experts_weights_move_and_padding_pulls_in_none():
     chosen = set(index[:length].flatten().tolist())
     assert len(chosen) < shapes.experts  # padding tokens alone would have pulled in more
     _, traces, _, _ = run(shapes, tokens, length)
-    expert_bytes = shapes.hidden * 2 * shapes.intermediate * 2
-    for trace, per_expert in zip(traces, (expert_bytes, expert_bytes // 2)):
+    gate_up_bytes = shapes.hidden * 2 * shapes.intermediate * 2
+    # gate/up: one load per block, blocks split over the 2 cores; down: each core loads half of every expert's columns
+    for trace, per_load, loads in zip(traces, (gate_up_bytes, gate_up_bytes // 4), (len(chosen), 2 * len(chosen))):
         weight_loads = [ins for ins in trace.instructions
                         if ins.op == "dma_copy" and any(o.role == "index" for o in ins.operands)
-                        and ins.dma_bytes == per_expert]
-        assert len(weight_loads) == len(chosen)
+                        and ins.dma_bytes == per_load]
+        assert len(weight_loads) == loads
+        assert {ins.program_id for ins in weight_loads} == {(0,), (1,)}
 
 
 def test_all_padding_is_zero_without_a_launch():
@@ -130,9 +132,11 @@ def test_context_encoding_is_served_in_both_phases_and_the_shapes_are_checked():
         assert VARIANT.problems(replace(shapes, context_lengths=(128, 256, 640)), VARIANT.make_params()) == []
     problems = VARIANT.problems(TINY, VARIANT.make_params({"block_size": 96}))
     assert any("block_size=96 must be a power of two" in p for p in problems)
-    problems = VARIANT.problems(replace(TINY, hidden=640), VARIANT.make_params())
-    assert any("context encoding: hidden size 640 is not a multiple of the 512-column output tile" in p
+    problems = VARIANT.problems(replace(TINY, hidden=1536), VARIANT.make_params())
+    assert any("context encoding: a core's 768 hidden columns are not a multiple of the 512-column output tile" in p
                for p in problems)
+    problems = VARIANT.problems(replace(TINY, hidden=384), VARIANT.make_params())
+    assert any("hidden size 384 does not split into 2 cores' shares" in p for p in problems)
 
 
 @pytest.mark.slow

@@ -61,16 +61,20 @@ def i_chunk(intermediate: int) -> int | None:
     return equal_chunk(intermediate, MAX_STATIONARY)
 
 
-def problems(hidden: int, intermediate: int, block_size: int, dtype_bytes: int) -> list[str]:
+def problems(hidden: int, intermediate: int, block_size: int, dtype_bytes: int, cores: int) -> list[str]:
     """Why the pair cannot serve these per-rank sizes (empty when it can)."""
     found = []
+    if hidden % (cores * PARTITIONS):
+        found.append(f"hidden size {hidden} does not split into {cores} cores' shares of whole {PARTITIONS}-column "
+                     f"tiles")
     if not (1 <= block_size <= PARTITIONS and block_size & (block_size - 1) == 0):
         found.append(f"block_size={block_size} must be a power of two in 1..{PARTITIONS} (a block's tokens sit on "
                      f"partitions)")
     if hidden % PARTITIONS:
         found.append(f"hidden size {hidden} is not a multiple of {PARTITIONS} partitions")
-    elif hidden > OUT_TILE and hidden % OUT_TILE:
-        found.append(f"hidden size {hidden} is not a multiple of the {OUT_TILE}-column output tile")
+    elif hidden // cores > OUT_TILE and hidden // cores % OUT_TILE:
+        found.append(f"a core's {hidden // cores} hidden columns are not a multiple of the {OUT_TILE}-column "
+                      f"output tile")
     chunk = i_chunk(intermediate)
     if chunk is None:
         found.append(f"intermediate size per rank {intermediate} does not split into equal chunks of at most "
@@ -85,7 +89,7 @@ def problems(hidden: int, intermediate: int, block_size: int, dtype_bytes: int) 
     d = dtype_bytes
     kernel1 = 2 * (k_tiles * 2 * intermediate * d + hidden * d + k_tiles * block_size * d) \
         + 4 * chunks * block_size * 4
-    kernel2 = 2 * (chunks * hidden * d + chunks * block_size * d + hidden * d) + hidden * (d + 4)
+    kernel2 = 2 * (chunks * hidden * d + chunks * block_size * d + hidden * d) // cores + hidden * (d + 4)
     for name, used in (("gate/up + SwiGLU", kernel1), ("down + scatter", kernel2)):
         if used > SBUF_BYTES:
             found.append(f"{name} kernel: about {used} bytes per partition of SBUF needed, {SBUF_BYTES} on trn2")
@@ -93,7 +97,7 @@ def problems(hidden: int, intermediate: int, block_size: int, dtype_bytes: int) 
 
 
 def run_pair(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
-             valid: torch.Tensor | None, block_size: int, fp32_swiglu: bool, fp32_affinity: bool,
+             valid: torch.Tensor | None, block_size: int, cores: int, fp32_swiglu: bool, fp32_affinity: bool,
              launch) -> torch.Tensor:
     """The pair on x [T, H]: this rank's partial MoE output [T, H], zero in padding rows."""
     kernels = nki_module(KERNELS)
@@ -101,6 +105,6 @@ def run_pair(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, wei
     if table.token_ids.shape[0] == 0:  # every token is padding
         return torch.zeros_like(x)
     chunk = i_chunk(weights.down.shape[1])
-    h = launch(kernels.gate_up_swiglu, x, table.token_ids, table.experts, weights.gate_up, chunk, fp32_swiglu)
-    return launch(kernels.down_expert_scatter, h, table.token_ids, table.experts, table.affinities, weights.down,
+    h = launch(kernels.gate_up_swiglu[cores], x, table.token_ids, table.experts, weights.gate_up, chunk, fp32_swiglu)
+    return launch(kernels.down_expert_scatter[cores], h, table.token_ids, table.experts, table.affinities, weights.down,
                   x.shape[0], chunk, fp32_affinity)

@@ -20,12 +20,18 @@ slot's affinity. Only the blocks of chosen experts exist, and padding tokens hav
   rounding to the model dtype). Blocks run in ascending expert order, so every token sums its experts'
   scaled outputs in ascending expert order, rounding after every add: the baseline's blockwise order.
   The scatters of one token must complete in issue order (one DMA queue on the device).
+
+Both kernels run as an SPMD grid over the physical cores of the logical core (launch as kernel[cores]), each
+streaming its share of the weight bytes: gate_up_swiglu splits the blocks (contiguous ranges), and
+down_expert_scatter splits the hidden columns, so every core still visits the blocks in ascending expert order
+and no two cores write the same output element.
 """
 import nki
 import nki.isa as nisa
 import nki.language as nl
 
-from kernels.experts.nki_expert_mlp import down_rows, gate_up_rows
+from kernels.experts.grouped_v2_kernel import pair_range
+from kernels.experts.nki_expert_mlp import gate_up_rows
 
 OUT_TILE = 512  # fp32 columns of one PSUM bank: the down projection's moving width
 
@@ -44,11 +50,13 @@ def load_block_experts(block_experts):
     return ids
 
 
-def token_rows(table, slots):
-    """The rows of a [T, H] HBM tensor at the block's token ids (`slots` [B, 1] on chip), empty slots skipped."""
+def token_rows(table, slots, first=0, columns=None):
+    """Columns [first, first + columns) of a [T, H] HBM tensor's rows at the block's token ids (`slots` [B, 1]
+    on chip; empty slots are skipped)."""
     tokens, hidden = table.shape
     size = slots.shape[0]
-    return table.ap(pattern=[[hidden, size], [1, hidden]], offset=0, vector_offset=slots, indirect_dim=0)
+    width = hidden if columns is None else columns
+    return table.ap(pattern=[[hidden, size], [1, width]], offset=first, vector_offset=slots, indirect_dim=0)
 
 
 def gathered_transposed(x, slots, k_tiles):
@@ -82,7 +90,8 @@ def gate_up_swiglu(x, token_ids, block_experts, gate_up, i_chunk, fp32_swiglu):
     slots = load_table(token_ids, token_ids.dtype)
     experts = load_block_experts(block_experts)
     inner = nl.float32 if fp32_swiglu else x.dtype  # fp32: gate, up and silu unrounded, one rounding at h
-    for n in nl.sequential_range(blocks):
+    first, count = pair_range(nl.program_id(0), nl.num_programs(0), blocks)
+    for n in nl.sequential_range(first, first + count):
         x_t = gathered_transposed(x, slots[0:size, n:n + 1], k_tiles)
         weights = nl.ndarray((pmax, k_tiles, width), dtype=gate_up.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=weights, src=gate_up_rows(gate_up, experts[0:1, n:n + 1], k_tiles, 0, k_tiles))
@@ -103,15 +112,15 @@ def gate_up_swiglu(x, token_ids, block_experts, gate_up, i_chunk, fp32_swiglu):
     return h
 
 
-def zeroed_output(tokens, hidden, dtype):
-    out = nl.ndarray((tokens, hidden), dtype=dtype, buffer=nl.shared_hbm)
+def zero_columns(out, first, columns):
+    """out[:, first:first + columns] = 0."""
+    tokens, _ = out.shape
     pmax = nl.tile_size.pmax
-    zeros = nl.ndarray((pmax, hidden), dtype=dtype, buffer=nl.sbuf)
+    zeros = nl.ndarray((pmax, columns), dtype=out.dtype, buffer=nl.sbuf)
     nisa.memset(dst=zeros, value=0.0)
     for r0 in range(0, tokens, pmax):
         n = min(pmax, tokens - r0)
-        nisa.dma_copy(dst=out[r0:r0 + n, :], src=zeros[0:n, :])
-    return out
+        nisa.dma_copy(dst=out[r0:r0 + n, first:first + columns], src=zeros[0:n, :])
 
 
 @nki.jit
@@ -121,9 +130,12 @@ def down_expert_scatter(h, token_ids, block_experts, slot_affinities, down, toke
     blocks, intermediate, size = h.shape
     hidden = down.shape[2]
     dtype = h.dtype
-    out_tile = min(OUT_TILE, hidden)
     chunks = intermediate // i_chunk
-    out = zeroed_output(tokens, hidden, dtype)
+    columns = hidden // nl.num_programs(0)  # this core's share of the hidden columns
+    first = nl.program_id(0) * columns
+    out_tile = min(OUT_TILE, columns)
+    out = nl.ndarray((tokens, hidden), dtype=dtype, buffer=nl.shared_hbm)
+    zero_columns(out, first, columns)
     slots = load_table(token_ids, token_ids.dtype)
     scales = load_table(slot_affinities, nl.float32)  # exact: per-partition scalars are fp32
     experts = load_block_experts(block_experts)
@@ -132,18 +144,19 @@ def down_expert_scatter(h, token_ids, block_experts, slot_affinities, down, toke
         h_t = nl.ndarray((i_chunk, chunks, size), dtype=dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=h_t, src=h.ap(pattern=[[size, i_chunk], [i_chunk * size, chunks], [1, size]],
                                         offset=n * intermediate * size))
-        weights = nl.ndarray((i_chunk, chunks, hidden), dtype=down.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=weights, src=down_rows(down, experts[0:1, n:n + 1], i_chunk, 0, chunks))
-        scaled = nl.ndarray((size, hidden), dtype=dtype, buffer=nl.sbuf)
-        for m in nl.affine_range(hidden // out_tile):
-            columns = slice(m * out_tile, (m + 1) * out_tile)
+        weights = nl.ndarray((i_chunk, chunks, columns), dtype=down.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=weights, src=down.ap(pattern=[[hidden, i_chunk], [i_chunk * hidden, chunks], [1, columns]],
+                                               offset=first, scalar_offset=experts[0:1, n:n + 1], indirect_dim=0))
+        scaled = nl.ndarray((size, columns), dtype=dtype, buffer=nl.sbuf)
+        for m in nl.affine_range(columns // out_tile):
+            tile = slice(m * out_tile, (m + 1) * out_tile)
             partials = nl.ndarray((size, out_tile), dtype=nl.float32, buffer=nl.psum)
             for c in nl.sequential_range(chunks):
-                nisa.nc_matmul(dst=partials, stationary=h_t[0:i_chunk, c, 0:size], moving=weights[0:i_chunk, c, columns])
+                nisa.nc_matmul(dst=partials, stationary=h_t[0:i_chunk, c, 0:size], moving=weights[0:i_chunk, c, tile])
             outputs = nl.ndarray((size, out_tile), dtype=inner, buffer=nl.sbuf)
             nisa.tensor_copy(dst=outputs, src=partials)
-            nisa.tensor_scalar(dst=scaled[0:size, columns], data=outputs, op0=nl.multiply,
+            nisa.tensor_scalar(dst=scaled[0:size, tile], data=outputs, op0=nl.multiply,
                                operand0=scales[0:size, n:n + 1])
-        nisa.dma_copy(dst=token_rows(out, slots[0:size, n:n + 1]), src=scaled, dst_rmw_op=nl.add,
+        nisa.dma_copy(dst=token_rows(out, slots[0:size, n:n + 1], first, columns), src=scaled, dst_rmw_op=nl.add,
                       oob_mode=nisa.oob_mode.skip)
     return out

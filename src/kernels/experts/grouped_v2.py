@@ -80,7 +80,7 @@ def check_shapes(shapes: LayerShapes, params: GroupedV2Params) -> list[str]:
                 params.last_i_chunks, params.bufs)]
     if any(not uses_selective_loading(t, shapes.top_k, shapes.experts) for t in shapes.tokens(Phase.CONTEXT)):
         found += [f"context encoding: {problem}" for problem in blockwise.problems(
-            shapes.hidden, shapes.intermediate, params.block_size, shapes.dtype.itemsize)]
+            shapes.hidden, shapes.intermediate, params.block_size, shapes.dtype.itemsize, params.cores)]
     return found
 
 
@@ -88,8 +88,8 @@ def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights:
         valid: torch.Tensor | None = None, params: GroupedV2Params = GroupedV2Params(), launch=None
         ) -> torch.Tensor:
     if not uses_selective_loading(x.shape[0], index.shape[1], weights.gate_up.shape[0]):
-        return blockwise.run_pair(x, affinities, index, weights, valid, params.block_size, params.fp32_swiglu,
-                                  params.fp32_affinity, launch)
+        return blockwise.run_pair(x, affinities, index, weights, valid, params.block_size, params.cores,
+                                  params.fp32_swiglu, params.fp32_affinity, launch)
     if valid is not None:  # padding tokens pull in no expert: only the real ones go through the kernel
         out = torch.zeros_like(x)
         if not valid.any():
