@@ -82,13 +82,13 @@ def problems(hidden: int, intermediate: int, block_size: int, dtype_bytes: int, 
     if found:
         return found
     chunks, k_tiles = intermediate // chunk, hidden // PARTITIONS
-    gate_up_psum = 4 * 2 * chunks * block_size
+    gate_up_psum = -(-4 * 2 * intermediate // PSUM_BANK_BYTES) * PSUM_BANK_BYTES  # [B, 2I] fp32, whole banks
     if gate_up_psum > PSUM_BYTES - PSUM_BANK_BYTES:
         found.append(f"gate/up partial sums need {gate_up_psum} bytes per partition of PSUM, more than "
-                     f"{PSUM_BYTES - PSUM_BANK_BYTES} (a smaller block_size)")
+                     f"{PSUM_BYTES - PSUM_BANK_BYTES} (one bank stays for the transposes)")
     d = dtype_bytes
-    kernel1 = 2 * (k_tiles * 2 * intermediate * d + hidden * d + k_tiles * block_size * d) \
-        + 4 * chunks * block_size * 4
+    kernel1 = 2 * (k_tiles * 2 * intermediate * d + hidden * d + k_tiles * block_size * d
+                   + 2 * intermediate * 4 + 2 * intermediate * 4 + chunks * block_size * d)
     kernel2 = 2 * (chunks * hidden * d + chunks * block_size * d + hidden * d) // cores + hidden * (d + 4)
     for name, used in (("gate/up + SwiGLU", kernel1), ("down + scatter", kernel2)):
         if used > SBUF_BYTES:

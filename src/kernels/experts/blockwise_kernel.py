@@ -8,11 +8,12 @@ slot's affinity. Only the blocks of chosen experts exist, and padding tokens hav
 - `gate_up_swiglu`: per block, gather the block's token rows by indirect DMA (empty slots skipped, rows
   zeroed first), transpose them on TensorE to xT [P, H/P, B] (h = p * H/P + k, the layout the expert's
   gate/up rows load in as one contiguous run per partition), stream the expert's gate/up weights in by
-  indirect DMA (the expert id is a `scalar_offset`), and run gate/up with the weights stationary and the
-  block's tokens moving, so gate and up land with the intermediate dim on partitions, [ic, chunk, B]:
-  directly the down projection's stationary. SiLU and the multiply follow with the baseline's roundings
-  (or in fp32 with one rounding, `fp32_swiglu`: the compiler's MPA schedule), and h = silu(gate) * up
-  leaves in the model dtype to HBM as [N, I, B].
+  indirect DMA (the expert id is a `scalar_offset`), and run gate/up with the block's tokens stationary (one
+  stationary load per K tile) and up to 512 weight columns moving, so gate and up land with the tokens on
+  partitions, [B, 2I]. SiLU and the multiply follow with the baseline's roundings (or in fp32 with one rounding,
+  `fp32_swiglu`: the compiler's MPA schedule), and h = silu(gate) * up, transposed on TensorE to the
+  intermediate dim on partitions [ic, chunk, B] (the down projection's stationary), leaves in the model dtype to
+  HBM as [N, I, B].
 - `down_expert_scatter`: per block, h^T stationary and the expert's down rows moving give the block's
   outputs with tokens on partitions [B, H] in 512-column PSUM tiles; each is rounded and scaled by its
   slot's affinity (or scaled in fp32 and rounded once, `fp32_affinity`), and the block's rows are
@@ -95,18 +96,23 @@ def gate_up_swiglu(x, token_ids, block_experts, gate_up, i_chunk, fp32_swiglu):
         x_t = gathered_transposed(x, slots[0:size, n:n + 1], k_tiles)
         weights = nl.ndarray((pmax, k_tiles, width), dtype=gate_up.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=weights, src=gate_up_rows(gate_up, experts[0:1, n:n + 1], k_tiles, 0, k_tiles))
-        partials = nl.ndarray((i_chunk, 2 * chunks, size), dtype=nl.float32, buffer=nl.psum)
-        for g in nl.affine_range(2 * chunks):
-            column = (g // chunks) * intermediate + (g % chunks) * i_chunk
+        partials = nl.ndarray((size, width), dtype=nl.float32, buffer=nl.psum)  # 512 columns per PSUM bank
+        for g in nl.affine_range(-(-width // OUT_TILE)):
+            columns = slice(g * OUT_TILE, min(width, (g + 1) * OUT_TILE))
             for k in nl.sequential_range(k_tiles):
-                nisa.nc_matmul(dst=partials[0:i_chunk, g, 0:size], stationary=weights[0:pmax, k, column:column + i_chunk],
-                               moving=x_t[0:pmax, k, 0:size])
-        gated = nl.ndarray((i_chunk, 2 * chunks, size), dtype=inner, buffer=nl.sbuf)
+                nisa.nc_matmul(dst=partials[0:size, columns], stationary=x_t[0:pmax, k, 0:size],
+                               moving=weights[0:pmax, k, columns])
+        gated = nl.ndarray((size, width), dtype=inner, buffer=nl.sbuf)
         nisa.tensor_copy(dst=gated, src=partials)
-        act = nl.ndarray((i_chunk, chunks, size), dtype=inner, buffer=nl.sbuf)
-        nisa.activation(dst=act, op=nl.silu, data=gated[0:i_chunk, 0:chunks, 0:size])
+        act = nl.ndarray((size, intermediate), dtype=inner, buffer=nl.sbuf)
+        nisa.activation(dst=act, op=nl.silu, data=gated[0:size, 0:intermediate])
+        h_rows = nl.ndarray((size, intermediate), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=h_rows, data1=act, data2=gated[0:size, intermediate:width], op=nl.multiply)
         h_t = nl.ndarray((i_chunk, chunks, size), dtype=x.dtype, buffer=nl.sbuf)
-        nisa.tensor_tensor(dst=h_t, data1=act, data2=gated[0:i_chunk, chunks:2 * chunks, 0:size], op=nl.multiply)
+        for c in nl.affine_range(chunks):
+            flipped = nl.ndarray((i_chunk, size), dtype=x.dtype, buffer=nl.psum)
+            nisa.nc_transpose(dst=flipped, data=h_rows[0:size, c * i_chunk:(c + 1) * i_chunk])
+            nisa.tensor_copy(dst=h_t[0:i_chunk, c, 0:size], src=flipped)
         nisa.dma_copy(dst=h.ap(pattern=[[size, i_chunk], [i_chunk * size, chunks], [1, size]],
                                offset=n * intermediate * size), src=h_t)
     return h
