@@ -5,7 +5,10 @@ Which kernel runs follows the baseline's own switch (kernels.experts.baseline.us
 selective-loading path (decode, and prompts so short that their tokens reach fewer than all experts) runs the
 decode kernel, the blockwise path the pair. The pair's numerics are the baseline's blockwise ones (ascending
 expert order, a rounding after every add); with `valid` (the model passes the prompt's real tokens in context
-encoding) padding tokens get no expert and a zero output row, in both kernels and the reference.
+encoding) padding tokens get no expert and a zero output row, in both kernels and the reference. Declared
+tolerance, both phases: one bf16 ulp of the largest output (TensorE's fp32 accumulation order differs from
+torch's, so a product can round to the neighbouring bf16 value; measured at most 0.0044 of max|ref| for the pair
+at real shapes).
 
 Decode kernel:
 
