@@ -1,7 +1,7 @@
 """experts.grouped_v2: the expert block in NKI in both phases: a fused decode kernel on both physical cores, and
 in context encoding the blockwise pair of kernels.experts.blockwise (gate/up + SwiGLU | down + affinity + scatter).
 
-Which kernel runs follows the baseline's own switch (kernels.experts.baseline.uses_selective_loading): the
+Which kernel runs follows the baseline's own switch (kernels.experts.selection.uses_selective_loading): the
 selective-loading path (decode, and prompts so short that their tokens reach fewer than all experts) runs the
 decode kernel, the blockwise path the pair. The pair's numerics are the baseline's blockwise ones (ascending
 expert order, a rounding after every add); with `valid` (the model passes the prompt's real tokens in context
@@ -32,8 +32,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from kernels.experts import blockwise
-from kernels.experts.baseline import experts_scheduled, uses_selective_loading
-from kernels.experts.nki_tiling import pair_problems, pair_tiling
+from kernels.experts.baseline import experts_scheduled
+from kernels.experts.launch import grouped_v2_arguments
+from kernels.experts.nki_tiling import pair_problems
+from kernels.experts.selection import uses_selective_loading
 from kernels.experts.selective_v1 import ONE_BF16_ULP_OF_MAX  # the same reason, plus the fp32 expert sum's order
 from kernels.nki_support import nki_module
 from kernels.numerics import CompilerNumerics, eager
@@ -100,12 +102,8 @@ def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights:
         out[valid] = run(x[valid], affinities[valid], index[valid], weights, None, params, launch)
         return out
     kernels = nki_module(KERNELS)
-    p = pair_tiling(x.shape[0], index.shape[1], x.shape[1], weights.down.shape[1], x.dtype.itemsize, params.cores,
-                    params.k_tiles_per_dma, params.i_chunks_per_dma, params.last_i_chunks, params.bufs)
-    return launch(kernels.grouped_v2[p.cores], x, affinities, index.to(torch.int32), weights.gate_up, weights.down,
-                  p.k_tiles_per_load, p.chunks_per_load, p.last_chunks, p.gate_up_bufs, p.down_bufs,
-                  p.pairs_per_core() if params.wide_pairs is None else params.wide_pairs, params.fp32_swiglu,
-                  params.fp32_affinity)
+    cores, arguments = grouped_v2_arguments(x, affinities, index, weights.gate_up, weights.down, params)
+    return launch(kernels.grouped_v2[cores], *arguments)
 
 
 register(
