@@ -54,7 +54,7 @@ def load_block_experts(block_experts):
 def token_rows(table, slots, first=0, columns=None):
     """Columns [first, first + columns) of a [T, H] HBM tensor's rows at the block's token ids (`slots` [B, 1]
     on chip; empty slots are skipped)."""
-    tokens, hidden = table.shape
+    _, hidden = table.shape
     size = slots.shape[0]
     width = hidden if columns is None else columns
     return table.ap(pattern=[[hidden, size], [1, width]], offset=first, vector_offset=slots, indirect_dim=0)
