@@ -1,8 +1,10 @@
 """Benchmark of every registered NKI kernel variant at real per-rank shapes (Qwen3-30B-A3B at TP=4,
-batch 1; attention at each contest KV bucket in token generation and each context bucket in context encoding).
+batch 1; decode attention at each contest KV bucket, context encoding at each contest bucket).
 
     PYTHONPATH=src python benchmarks/bench_kernels.py
-    BENCH_VARIANTS=attention.nki_prefill_decode,lm_head.nki_tiled PYTHONPATH=src python benchmarks/bench_kernels.py
+    BENCH_TP=2 BENCH_LAYERS=experts,router,norm BENCH_PHASES=context PYTHONPATH=src python benchmarks/bench_kernels.py
+
+BENCH_TP picks the TP degree (per-rank shapes), BENCH_LAYERS / BENCH_PHASES restrict the variants benched.
 
 Measured in this run: the interpreted kernel against its torch reference (medians) and its error, the
 trace's instructions per engine, MACs and DMA bytes; estimated by the cost model: the kernel's Trainium
@@ -34,31 +36,29 @@ from model.parallel import TensorParallel  # noqa: E402
 from nki_cpu import cost  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-# e.g. BENCH_VARIANTS=attention.nki_prefill_decode,lm_head.nki_tiled benches only those (default: every one)
-ONLY = {v for v in os.environ.get("BENCH_VARIANTS", "").split(",") if v}
-TP_DEGREE = 4
-KV_BUCKETS = (128, 256, 640)
+TP_DEGREE = int(os.environ.get("BENCH_TP", "4"))
+LAYERS = os.environ.get("BENCH_LAYERS", "").split(",") if os.environ.get("BENCH_LAYERS") else None
+PHASES = os.environ.get("BENCH_PHASES", "").split(",") if os.environ.get("BENCH_PHASES") else None
+BUCKETS = (128, 256, 640)  # the contest's context and KV buckets
 TARGETS = ("trn2", "trn3")
 
 
-def real_shapes(kv: int, context: int = 128) -> LayerShapes:
+def real_shapes(bucket: int, phase: Phase) -> LayerShapes:
     preset = yaml.safe_load(open(os.path.join(HERE, "..", "conf", "model", "qwen3_30b_a3b_slice.yaml")))
     dims = ModelDims(**preset.get("model", preset)["dims"])
+    context, kv = (bucket, 128) if phase is Phase.CONTEXT else (128, bucket)
     return TensorParallel(dims, TP_DEGREE).layer_shapes(1, (context,), (kv,), torch.bfloat16)
 
 
 def cases() -> list[tuple[kernels.Variant, Phase, LayerShapes]]:
     found = []
     for variants in kernels.catalogue().values():
-        for variant in (v for v in variants if v.nki and not v.test_only
-                        and (not ONLY or f"{v.layer}.{v.name}" in ONLY)):
+        for variant in (v for v in variants if v.nki and not v.test_only and (LAYERS is None or v.layer in LAYERS)):
             for phase in sorted(variant.phases, key=lambda p: p.value):
-                if variant.layer != "attention":
-                    found.append((variant, phase, real_shapes(KV_BUCKETS[0])))
-                elif phase is Phase.TOKEN:
-                    found.extend((variant, phase, real_shapes(kv)) for kv in KV_BUCKETS)
-                else:  # context encoding at each contest bucket
-                    found.extend((variant, phase, real_shapes(KV_BUCKETS[0], s)) for s in KV_BUCKETS)
+                if PHASES is not None and phase.value not in PHASES:
+                    continue
+                every = phase is Phase.CONTEXT or variant.layer == "attention"
+                found.extend((variant, phase, real_shapes(b, phase)) for b in (BUCKETS if every else BUCKETS[:1]))
     return found
 
 
