@@ -42,7 +42,8 @@ class Launch:
         # closures over views whose access patterns are resolved, and what a replay needs besides them.
         self.tape: list[Callable[[], None]] | None = [] if taping else None
         self.replay_blocker: str | None = None       # why this launch cannot be replayed (None: it can)
-        self.allocations: list = []                  # every allocation the kernel made (nl.ndarray)
+        self.allocations: dict = {}                  # id -> every allocation the kernel made (nl.ndarray)
+        self.written_first: dict[int, bool] = {}     # id -> its first access wrote every byte (no refill needed)
         self.registers = [self.scalar_accumulator, self.vector_accumulator]
         self.dynamic_views: list = []                # scalar_offset views resolved since the last record
         self.region_patches: list[tuple[int, int, int, object]] = []   # (seq, 4 reads / 5 writes, position, view)
@@ -92,17 +93,26 @@ class Launch:
                attrs: dict, dma_bytes: int = 0, macs: int = 0) -> None:
         self.memory.access(site, reads, writes)
         if self.tape is not None:
-            self._note_tape(op, reads, writes)
+            self._note_tape(op, operands, reads, writes)
         if not self.keep_trace:
             return
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
 
-    def _note_tape(self, op: str, reads: tuple, writes: tuple) -> None:
-        """Every traced instruction must have taped its work; regions of scalar_offset views are re-made on replay."""
+    def _note_tape(self, op: str, operands: tuple, reads: tuple, writes: tuple) -> None:
+        """Every traced instruction must have taped its work; regions of scalar_offset views are re-made on replay;
+        an allocation whose first access writes all of it densely needs no NaN refill before a replay."""
         if not self._taped:
             self.block_replay(f"{op} keeps no replay closure")
         self._taped = False
+        first = self.written_first
+        for region in reads:
+            first.setdefault(region.alloc, False)
+        for operand, region in zip(operands, writes):      # the written operands come first, in order
+            if region.alloc not in first:
+                alloc = self.allocations.get(region.alloc)
+                first[region.alloc] = alloc is not None and operand[7] and region.partitions == (0, alloc.partitions) \
+                    and region.byte_range == (0, alloc.bytes_per_partition)
         if self.dynamic_views:
             seq = len(self._raw)
             for view in self.dynamic_views:

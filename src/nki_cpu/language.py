@@ -82,7 +82,7 @@ def ndarray(shape, dtype, buffer=None, name: str = "", address=None, **_ignored)
                        tuple(address) if address is not None else None, name)
     launch.memory.reserve(alloc)
     if context.active():
-        launch.allocations.append(alloc)
+        launch.allocations[alloc.id] = alloc
     made = row_major_tensor(alloc, name)
     if kind is SHARED_HBM and context.active():
         launch.shared_tensors.append(made)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .context import Launch
-from .memory import new_storage
+from .memory import new_storage, refill
 from .trace import Trace
 
 _state = {"enabled": os.environ.get("NKI_CPU_REPLAY", "1") not in ("0", "false", "off"),
@@ -117,9 +117,15 @@ class Recording:
         launch = self.launch
         bound = set(id(a) for a in self.arguments)
         wrapped = bind_arguments(self.arguments)
-        for alloc in launch.allocations:
-            if id(alloc) not in bound:
-                alloc.raw = new_storage(alloc.dtype, alloc.raw.nbytes // alloc.dtype.itemsize)
+        written = launch.written_first
+        for alloc in launch.allocations.values():
+            if id(alloc) in bound:
+                continue
+            if alloc.kind == "hbm":       # may be returned: the caller keeps the previous call's output
+                alloc.raw = np.empty_like(alloc.raw) if written.get(alloc.id) else \
+                    new_storage(alloc.dtype, alloc.raw.nbytes // alloc.dtype.itemsize)
+            elif not written.get(alloc.id):     # scratch is refilled in place (its views stay valid), unless
+                refill(alloc.raw, alloc.dtype)  # its first access overwrites all of it
         for registers in launch.registers:
             registers[:] = 0.0
         with np.errstate(all="ignore"):
