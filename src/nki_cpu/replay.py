@@ -87,11 +87,12 @@ def _value_key(value) -> tuple:
     if isinstance(value, np.ndarray):
         if value.ndim == 0:
             return ("scalar", repr(value.item()))
-        return ("numpy", str(value.dtype), value.shape, value.flags.c_contiguous)
+        return ("numpy", value.dtype, value.shape, value.flags.c_contiguous)
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        if value.dim() == 0:
+        shape = value.shape
+        if not shape:
             return ("scalar", repr(value.item()))
-        return ("torch", str(value.dtype), tuple(value.shape), value.is_contiguous(), str(value.device))
+        return ("torch", value.dtype, shape, value.is_contiguous(), value.device)
     if isinstance(value, enum.Enum):
         return (type(value).__qualname__, value.name)
     if isinstance(value, _SCALARS):

@@ -121,9 +121,10 @@ def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], tar
         finally:
             recording.busy.release()
         return _finish(outputs, trace)
-    run = context.Launch(chosen, getattr(func, "__name__", "kernel"), grid, taping=key is not None)
+    taping = key is not None
+    run = context.Launch(chosen, getattr(func, "__name__", "kernel"), grid, taping=taping)
     context.push(run)
-    set_taping(1 if key is not None else 0)
+    set_taping(taping)
     try:
         with np.errstate(all="ignore"):      # hardware lets inf/NaN flow; so do we, silently
             wrapped = _Arguments(run, args, kwargs, func)
@@ -136,7 +137,7 @@ def launch(func: Callable, args: tuple, kwargs: dict, grid: tuple[int, ...], tar
             outputs = wrapped.convert_outputs(results[0])
             wrapped.write_back()
     finally:
-        set_taping(-1 if key is not None else 0)
+        set_taping(-taping)
         context.pop(run)
     trace = run.finish()
     if key is not None:
