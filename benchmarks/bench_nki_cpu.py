@@ -95,6 +95,9 @@ def moe_real_shapes() -> dict:
 
 
 def main() -> None:
+    if os.environ.get("BENCH_TORCH_THREADS"):
+        import torch
+        torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
     rate = instructions_per_second(replayed=False)
     print(f"simple instructions per second (tensor_tensor add [128,64] fp32, interpreted, checks+trace on): "
           f"{rate:,.0f}/s  [target >= 50,000/s: {'met' if rate >= 50_000 else 'NOT met'}]; "
