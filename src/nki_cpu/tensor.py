@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import context as _context
-from .checks import _is_interpreter_file, fail, kernel_site, usage
+from .checks import fail, is_interpreter_file, kernel_site, usage
 from .dtypes import NkiDtype, as_dtype
 from .errors import NkiIndexError, NkiUnsupportedError
 from .memory import Allocation, Buffer
@@ -284,7 +284,7 @@ class NkiTensor:
 
     def np(self) -> np.ndarray:
         """NumPy view (storage dtype, this tensor's shape) sharing the allocation's memory."""
-        if _taping and not _is_interpreter_file(sys._getframe(1).f_code.co_filename):
+        if _taping and not is_interpreter_file(sys._getframe(1).f_code.co_filename):
             _block_replay("the kernel read tensor values (.np())")
         view = self._np
         raw = self.alloc.raw
