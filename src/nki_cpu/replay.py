@@ -14,7 +14,8 @@ A replay gives every allocation fresh storage (the new arguments' memory, NaN-fi
 zeroes the accumulator registers, runs the tape in program order (grid instances as they interleaved, rendezvous
 included) and hands back the recorded trace. Checks and trace depend only on the key, so they are not repeated.
 
-`NKI_CPU_REPLAY=0` (or `enabled(False)`) turns replay off; `NKI_CPU_REPLAY_CACHE` bounds the recordings kept (LRU).
+`NKI_CPU_REPLAY=0` (or `enabled(False)`) turns replay off; `NKI_CPU_REPLAY_CACHE` (default 64) bounds the recordings
+kept and `NKI_CPU_REPLAY_MB` (default 1024) the scratch memory they hold (least recently used go first).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from .memory import new_storage, refill
 from .trace import Trace
 
 _state = {"enabled": os.environ.get("NKI_CPU_REPLAY", "1") not in ("0", "false", "off"),
-          "size": int(os.environ.get("NKI_CPU_REPLAY_CACHE", "64"))}
+          "size": int(os.environ.get("NKI_CPU_REPLAY_CACHE", "64")),
+          "bytes": int(float(os.environ.get("NKI_CPU_REPLAY_MB", "1024")) * 2**20)}
 _cache: OrderedDict[tuple, "Recording"] = OrderedDict()
 _lock = threading.Lock()
 
@@ -112,6 +114,11 @@ class Recording:
     trace: Trace
     busy: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def nbytes(self) -> int:
+        """Storage the recording keeps alive: every allocation the kernel made."""
+        return sum(alloc.raw.nbytes for alloc in self.launch.allocations.values())
+
     def replay(self, bind_arguments: Callable[[list], Any]) -> tuple[Any, Trace]:
         """Run the tape on fresh storage; `bind_arguments` points the argument allocations at the new arguments and
         returns the object that converts the result."""
@@ -167,5 +174,6 @@ def store(key: tuple | None, recording: Recording) -> None:
     with _lock:
         _cache[key] = recording
         _cache.move_to_end(key)
-        while len(_cache) > _state["size"]:
-            _cache.popitem(last=False)
+        held = sum(r.nbytes for r in _cache.values())
+        while len(_cache) > _state["size"] or (held > _state["bytes"] and len(_cache) > 1):
+            held -= _cache.popitem(last=False)[1].nbytes

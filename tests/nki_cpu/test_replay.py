@@ -74,6 +74,17 @@ def test_the_cache_is_bounded_least_recently_used_first(rng, monkeypatch):
     assert len(BODY_RUNS) == 1
 
 
+def test_the_cache_is_bounded_by_the_memory_its_recordings_hold(rng, monkeypatch):
+    x = rng.standard_normal((8, 16)).astype(np.float32)
+    nki_cpu.run_kernel(scaled_sum, x, x, 1.0)
+    one = replay.lookup(next(iter(replay._cache))).nbytes
+    assert one >= 3 * x.nbytes                          # a, b, total and out
+    monkeypatch.setitem(replay._state, "bytes", 2 * one)
+    for factor in (2.0, 3.0, 4.0):
+        nki_cpu.run_kernel(scaled_sum, x, x, factor)
+    assert replay.cached_keys() == 2
+
+
 @pytest.mark.parametrize("instances", [2])
 def test_a_grid_with_a_rendezvous_replays_in_program_order(rng, instances):
     @nki.jit
