@@ -10,8 +10,9 @@ never recorded: it is interpreted on every call. A scalar_offset on an HBM view 
 reads the index again, moves the view and checks its bounds, and its trace regions are re-made; the instruction
 stream itself does not change.
 
-A replay gives every allocation fresh storage (the new arguments' memory, NaN-filled scratch as on a first run),
-zeroes the accumulator registers, runs the tape in program order (grid instances as they interleaved, rendezvous
+A replay points the argument allocations at the new arguments' memory, gives the kernel's HBM tensors fresh storage
+(the caller may keep the previous outputs), refills scratch with NaN in place as a first run finds it (unless its first
+access overwrites all of it), zeroes the accumulator registers, runs the tape in program order (grid instances as they interleaved, rendezvous
 included) and hands back the recorded trace. Checks and trace depend only on the key, so they are not repeated.
 
 `NKI_CPU_REPLAY=0` (or `enabled(False)`) turns replay off; `NKI_CPU_REPLAY_CACHE` (default 64) bounds the recordings
@@ -120,8 +121,8 @@ class Recording:
         return sum(alloc.raw.nbytes for alloc in self.launch.allocations.values())
 
     def replay(self, bind_arguments: Callable[[list], Any]) -> tuple[Any, Trace]:
-        """Run the tape on fresh storage; `bind_arguments` points the argument allocations at the new arguments and
-        returns the object that converts the result."""
+        """Run the tape on storage set up as a first run finds it; `bind_arguments` points the argument allocations
+        at the new arguments and returns the object that converts the result."""
         launch = self.launch
         bound = set(id(a) for a in self.arguments)
         wrapped = bind_arguments(self.arguments)
