@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.validate import to_pipeline_conf, validate
 from pipeline.identity import all_baseline, config_hash, kernel_set_label, workload_key
 from pipeline.job import Job
 from pipeline.platforms import platform_for
-from pipeline.report import StageLine, summary_table
+from pipeline.report import StageLine, as_description, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
 from pipeline.tracking.record import config_record, stage_record
@@ -164,15 +165,17 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
         store.log_artifacts(run_id, job.output_dir / ".hydra", "hydra")
         store.log_artifact(run_id, job.output_dir / "pipeline.log")
         job.platform.close()
-        store.end(run_id, status)
-        if status == "KILLED" and parent:
-            store.end(parent, "KILLED")
         footer = [
             f"outputs: {job.output_dir}",
             f"MLflow:  run {run_id} ({status}) in experiment '{conf.tracking.experiment}'; "
             f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri})",
         ]
-        print("\n" + summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer), flush=True)
+        table = summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer)
+        store.log(run_id, tags={MLFLOW_RUN_NOTE: as_description(table)})
+        store.end(run_id, status)
+        if status == "KILLED" and parent:
+            store.end(parent, "KILLED")
+        print("\n" + table, flush=True)
     if interrupt is not None:
         raise interrupt
     if status == "FAILED":

@@ -28,6 +28,9 @@ def test_default_pipeline_runs_every_stage(tracking, tmp_path):
     assert metrics["score.cpu_time_min"] <= metrics["score.cpu_time_median"] and metrics["score.cpu_time_spread"] >= 0
     assert "score.contest" not in metrics and metrics["latency.est.score"] > 0  # the CPU headline: the estimate
     tags = job.data.tags
+    description = tags["mlflow.note.content"]  # the summary table, as printed
+    assert description.startswith("```\npipeline job: latency.runs=1 ") and description.endswith("```")
+    assert all(f"  {s}" in description for s in STAGES) and description.strip("`\n") in result.stdout
     assert tags["kernels"] == "norm=baseline,attention=baseline,router=baseline,experts=baseline,lm_head=baseline"
     assert len(tags["config_hash"]) == 16 and tags["platform"] == "cpu" and tags["git_commit"]
     assert job.data.params["parallel.tp_degree"] == "1" and job.data.params["kernel.experts"] == "baseline"
