@@ -25,6 +25,7 @@ from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
 from pipeline.tracking.record import config_record, stage_record
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
+from pipeline.tracking.ui import experiment_url
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def flatten(values: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+UI_SERVER = "http://127.0.0.1:5000"  # `make ui`
 NOT_NAMED = ("tracking.", "paths.", "hydra")  # overrides that do not change what a job measures
 SHORT_PREFIXES = ("kernel.", "kernel_params.")  # no other top-level key starts with a layer name
 MAX_NAME_VALUE = 40
@@ -130,6 +132,7 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
     store = Store(conf.tracking.uri, conf.tracking.experiment, conf.tracking.artifact_root)
     job.tracking = store
     tags = {
+        "kind": "job",  # the UI's headline view lists these (tracking.ui)
         "config_hash": config_hash(conf),
         "workload_key": workload_key(conf),
         "all_baseline": str(all_baseline(conf)).lower(),
@@ -168,7 +171,8 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
         footer = [
             f"outputs: {job.output_dir}",
             f"MLflow:  run {run_id} ({status}) in experiment '{conf.tracking.experiment}'; "
-            f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri})",
+            f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri}), then open",
+            f"         {experiment_url(UI_SERVER, store.experiment_id)}",
         ]
         table = summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer)
         store.log(run_id, tags={MLFLOW_RUN_NOTE: as_description(table)})
