@@ -21,8 +21,6 @@ from pathlib import Path
 
 from mlflow.entities import Run, RunStatus
 
-from nki_cpu.cost.plots import agg_figure
-
 
 @dataclass(frozen=True)
 class Column:
@@ -137,6 +135,8 @@ def plot(rows: list[Row], path: Path) -> bool:
     columns = [c for c in _columns(rows) if c.metric in PLOTTED]
     if not columns or not rows:
         return False
+    from nki_cpu.cost.plots import agg_figure  # here: importing the cost model costs seconds, the table nothing
+
     figure = agg_figure((4.5 * len(columns), 0.8 + 0.35 * len(rows)))
     names = [r.name for r in rows][::-1]
     for i, column in enumerate(columns):
