@@ -1,7 +1,7 @@
 """The contest score per prompt against a baseline: accuracy x (base latency / latency) x (throughput /
 base throughput) x (1 + NKI MAC ratio), with latency = end-to-end p99 and throughput as NxDI reports it.
-`score.contest` is the contest's figure, the sum over prompts (nki-moe main.py `evaluate_all`: total_score);
-`score.contest_mean` the mean per prompt (1.0 = the baseline).
+The headline is the contest's figure, the sum over prompts (nki-moe main.py `evaluate_all`: total_score), and
+the mean per prompt (1.0 = the baseline): `score.contest` / `score.contest_mean` on the device.
 
 The baseline is the same workload with every kernel `baseline`: this job's own latency if it is the
 baseline, else the newest FINISHED all-baseline run in MLflow with the same workload key that logged the
