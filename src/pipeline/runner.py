@@ -23,6 +23,7 @@ from pipeline.platforms import platform_for
 from pipeline.report import StageLine, as_description, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
+from pipeline.tracking.names import overrides_label
 from pipeline.tracking.record import config_record, stage_record
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
 from pipeline.tracking.ui import experiment_url
@@ -93,27 +94,12 @@ def flatten(values: dict, prefix: str = "") -> dict[str, object]:
 
 
 UI_SERVER = "http://127.0.0.1:5000"  # `make ui`
-NOT_NAMED = ("tracking.", "paths.", "hydra")  # overrides that do not change what a job measures
-SHORT_PREFIXES = ("kernel.", "kernel_params.")  # no other top-level key starts with a layer name
-MAX_NAME_VALUE = 40
-
-
-def _short_override(override: str) -> str:
-    key, _, value = override.lstrip("+").partition("=")
-    for prefix in SHORT_PREFIXES:
-        key = key.removeprefix(prefix)
-    if len(value) > MAX_NAME_VALUE:
-        value = value[: MAX_NAME_VALUE - 3] + "..."
-    return f"{key}={value}"
 
 
 def run_name(conf, overrides: list[str]) -> str:
     """The overrides as typed, minus the `kernel.` / `kernel_params.` prefixes (`lm_head=perturbed
     lm_head.relative_noise=0.1`); long values are shortened (the `overrides` tag keeps them whole)."""
-    if conf.tracking.run_name:
-        return conf.tracking.run_name
-    shown = [_short_override(o) for o in overrides if not o.lstrip("+~").startswith(NOT_NAMED)]
-    return " ".join(shown) or "default"
+    return conf.tracking.run_name or overrides_label(overrides) or "default"
 
 
 def prepare(cfg: DictConfig, output_dir: Path) -> Job:

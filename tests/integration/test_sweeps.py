@@ -19,6 +19,8 @@ def test_two_by_two_sweep(tracking, tmp_path, launcher):
     assert result.returncode == 0, result.stderr[-3000:]
     (parent,) = [r for r in runs(tracking) if r.data.tags.get("kind") == "sweep"]
     assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == ("sweep lm_head=baseline,perturbed parallel.tp_degree=1,2 stages=[compile,accuracy] "
+                                    "workload.max_new_tokens=4")  # named as jobs are: no tracking/hydra overrides
     jobs = children(tracking, parent.info.run_id)
     assert len(jobs) == 4 and len(job_runs(tracking)) == 4
     assert all(j.info.status == "FINISHED" for j in jobs)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 import kernels
 from pipeline.tracking.comparison import comparison_rows, summary_metrics, to_markdown, write_comparison
+from pipeline.tracking.names import overrides_label
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class MlflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = " ".join(config.hydra.overrides.task)
         self.parent_run_id = self.store.start_run(
-            f"sweep {overrides}".strip(), tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"}
+            f"sweep {overrides_label(list(config.hydra.overrides.task))}".strip(),
+            tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"},
         )
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         sweep_dir.mkdir(parents=True, exist_ok=True)
