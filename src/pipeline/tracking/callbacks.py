@@ -72,12 +72,14 @@ class MlflowSweepCallback(Callback):
             [self.store.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
         )
         failed = [r for r in children if r.info.status != RunStatus.to_string(RunStatus.FINISHED)]
-        rows = comparison_rows(children)
-        out = Path(config.hydra.sweep.dir) / "comparison"
-        write_comparison(rows, out)
-        self.store.log_artifacts(self.parent_run_id, out, "comparison")
-        self.store.log(self.parent_run_id, metrics=summary_metrics(rows), tags={MLFLOW_RUN_NOTE: to_markdown(rows)})
-        self.store.end(self.parent_run_id, "FAILED" if failed else "FINISHED")
+        try:  # the parent is closed whatever happens to its comparison
+            rows = comparison_rows(children)
+            out = Path(config.hydra.sweep.dir) / "comparison"
+            write_comparison(rows, out)
+            self.store.log_artifacts(self.parent_run_id, out, "comparison")
+            self.store.log(self.parent_run_id, metrics=summary_metrics(rows), tags={MLFLOW_RUN_NOTE: to_markdown(rows)})
+        finally:
+            self.store.end(self.parent_run_id, "FAILED" if failed else "FINISHED")
         log.info(
             "MLflow sweep parent run %s: %d job(s), %d not finished", self.parent_run_id, len(children), len(failed)
         )
