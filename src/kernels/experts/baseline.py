@@ -15,12 +15,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kernels.experts.selection import uses_selective_loading
 from kernels.numerics import CompilerNumerics, eager
 from kernels.registry import Variant, register
 from kernels.torch_ops import linear_many, matmul
 from kernels.types import ExpertWeights
-
-SELECTIVE_LOADING_THRESHOLD = 1.0  # NxD model_utils.DEFAULT_SELECTIVE_LOADING_THRESHOLD
 
 
 def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: ExpertWeights,
@@ -32,10 +31,6 @@ def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: E
     products = [matmul(c, w.gate_up[e], numerics.gate_up_dtype()) for e, c in zip(experts, chunks)]
     hidden = numerics.swiglu(*torch.cat(products).chunk(2, dim=-1)).split(counts)
     return torch.cat([matmul(h, w.down[e], numerics.down_dtype()) for e, h in zip(experts, hidden)])
-
-
-def uses_selective_loading(tokens: int, top_k: int, experts: int) -> bool:
-    return tokens * top_k / experts < SELECTIVE_LOADING_THRESHOLD
 
 
 def _selective(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights,

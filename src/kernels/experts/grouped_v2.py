@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from kernels.experts.baseline import experts_scheduled
-from kernels.experts.nki_tiling import pair_problems, pair_tiling
+from kernels.experts.launch import grouped_v2_arguments
+from kernels.experts.nki_tiling import pair_problems
 from kernels.experts.selective_v1 import ONE_BF16_ULP_OF_MAX  # the same reason, plus the fp32 expert sum's order
 from kernels.nki_support import nki_module
 from kernels.numerics import CompilerNumerics, eager
@@ -67,12 +68,8 @@ def check_shapes(shapes: LayerShapes, params: GroupedV2Params) -> list[str]:
 def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
         params: GroupedV2Params, launch) -> torch.Tensor:
     kernels = nki_module(KERNELS)
-    p = pair_tiling(x.shape[0], index.shape[1], x.shape[1], weights.down.shape[1], x.dtype.itemsize, params.cores,
-                    params.k_tiles_per_dma, params.i_chunks_per_dma, params.last_i_chunks, params.bufs)
-    return launch(kernels.grouped_v2[p.cores], x, affinities, index.to(torch.int32), weights.gate_up, weights.down,
-                  p.k_tiles_per_load, p.chunks_per_load, p.last_chunks, p.gate_up_bufs, p.down_bufs,
-                  p.pairs_per_core() if params.wide_pairs is None else params.wide_pairs, params.fp32_swiglu,
-                  params.fp32_affinity)
+    cores, arguments = grouped_v2_arguments(x, affinities, index, weights.gate_up, weights.down, params)
+    return launch(kernels.grouped_v2[cores], *arguments)
 
 
 register(
