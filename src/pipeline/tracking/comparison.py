@@ -36,6 +36,7 @@ COLUMNS = (
     Column("latency.est.host_ms", "est. host ms", False),
     Column("accuracy.passed", "accuracy passed", True),
     Column("accuracy.max_err_top_all", "worst logit error", False),
+    Column("accuracy.min_margin", "min top-1 margin", True),
     Column("compile.nki_mac_ratio", "NKI MAC ratio", True),
     Column("score.cpu_time", "CPU-time score", True),
     Column("score.cpu_time_spread", "CPU-time spread", False),
