@@ -112,8 +112,8 @@ def assert_ui_shows_the_sweep(tracking: dict[str, str], tmp_path: Path) -> None:
         assert all(j.info.run_name in table for j in jobs) and parent.info.run_name not in table
         link = f"{base}/#/experiments/{experiment}/runs/{{}}?workflowType=machine_learning"
         page = browse(link.format(job.info.run_id), tmp_path / "profile-job", shots / "job.png")
-        assert "Description" in page and f"pipeline job: {job.info.run_name}" in page  # the summary table
-        assert "stage" in page and "FINISHED" in page
+        assert "Description" in page and f"pipeline job: {job.info.run_name}" in page  # the summary table,
+        assert f"MLflow:  run {job.info.run_id} (FINISHED)" in page  # down to its footer
         page = browse(link.format(parent.info.run_id), tmp_path / "profile-parent", shots / "parent.png")
         assert "2 job run(s)" in page and "Best by est. score" in page  # the comparison as description
         artifacts = link.format(parent.info.run_id).replace("?", "/artifacts/comparison/comparison.md?")
