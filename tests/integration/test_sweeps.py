@@ -32,10 +32,12 @@ def test_two_by_two_sweep(tracking, tmp_path, launcher):
 def assert_comparison(tracking, parent) -> None:
     """The parent holds the sweep's comparison: summary metrics, the table as description, files and a plot."""
     jobs = [j.data.metrics for j in children(tracking, parent.info.run_id)]
-    assert parent.data.metrics == {"sweep.jobs": 4.0, "sweep.failed": 0.0, "sweep.best_accuracy.passed": 1.0,
-                                   "sweep.best_accuracy.max_err_top_all": min(m["accuracy.max_err_top_all"] for m in jobs),
-                                   "sweep.best_accuracy.min_margin": max(m["accuracy.min_margin"] for m in jobs),
-                                   "sweep.best_compile.nki_mac_ratio": 0.0}
+    assert parent.data.metrics == {
+        "sweep.jobs": 4.0, "sweep.failed": 0.0, "sweep.best_accuracy.passed": 1.0,
+        "sweep.best_accuracy.max_err_top_all": min(m["accuracy.max_err_top_all"] for m in jobs),
+        "sweep.best_accuracy.min_margin": max(m["accuracy.min_margin"] for m in jobs),
+        "sweep.best_compile.nki_mac_ratio": 0.0,
+    }
     description = parent.data.tags["mlflow.note.content"]
     assert description.startswith("**4 job run(s)**, 0 not finished.\nBest by accuracy passed")
     assert "| run | status | kernel.lm_head | parallel.tp_degree |" in description

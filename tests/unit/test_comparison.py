@@ -13,7 +13,8 @@ from pipeline.tracking.store import Store
 def seeded_runs(tracking):
     store = Store(tracking["uri"], "pipeline", tracking["artifact_root"])
     jobs = {  # name: (kernel.norm param, metrics, status)
-        "norm=baseline": ("baseline", {"latency.est.score": 1.0, "accuracy.passed": 1.0, "score.cpu_time": 2.0}, "FINISHED"),
+        "norm=baseline": ("baseline", {"latency.est.score": 1.0, "accuracy.passed": 1.0, "score.cpu_time": 2.0},
+                          "FINISHED"),
         "norm=nki_rmsnorm": ("nki_rmsnorm", {"latency.est.score": 1.2, "accuracy.passed": 1.0, "score.cpu_time": 0.1},
                              "FINISHED"),
         "norm=broken": ("broken", {"latency.est.score": 9.0}, "FAILED"),  # failed runs never rank first
