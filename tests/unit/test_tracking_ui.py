@@ -4,7 +4,7 @@ import json
 
 from pipeline.tracking.comparison import COLUMNS
 from pipeline.tracking.store import Store
-from pipeline.tracking.ui import VIEW_TAG, experiment_url, headline_view, stale_tags
+from pipeline.tracking.ui import VIEW_TAG, experiment_links, experiment_url, headline_view, stale_tags
 
 
 def test_a_new_experiment_gets_the_layout_primary_metric_and_headline_view(tracking):
@@ -30,3 +30,10 @@ def test_a_changed_or_foreign_view_is_replaced():
 def test_the_link_opens_the_classic_layout_with_the_view():
     assert experiment_url("http://127.0.0.1:5000/", "7") == (
         "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=headline")
+
+
+def test_make_ui_links_the_experiments_that_hold_job_runs(tracking):
+    store = Store(tracking["uri"], "pipeline", tracking["artifact_root"])
+    assert experiment_links(tracking["uri"], "http://s") == []  # no job run yet
+    store.end(store.start_run("default", tags={"kind": "job"}), "FINISHED")
+    assert experiment_links(tracking["uri"], "http://s") == [f"pipeline: {experiment_url('http://s', store.experiment_id)}"]

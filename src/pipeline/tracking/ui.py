@@ -66,3 +66,18 @@ def experiment_url(server: str, experiment_id: str) -> str:
     once the user toggles it; see the module docstring)."""
     return (f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"
             f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
+
+
+def experiment_links(uri: str, server: str) -> list[str]:
+    """`<experiment>: <link>` for every experiment of the store that holds job runs (`make ui` prints them)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    return [f"{e.name}: {experiment_url(server, e.experiment_id)}" for e in client.search_experiments()
+            if client.search_runs([e.experiment_id], JOB_FILTER, max_results=1)]
+
+
+if __name__ == "__main__":  # python -m pipeline.tracking.ui <tracking uri> <server>
+    import sys
+
+    print("\n".join(experiment_links(sys.argv[1], sys.argv[2])) or "no pipeline runs yet")
