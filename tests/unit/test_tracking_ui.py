@@ -36,4 +36,5 @@ def test_make_ui_links_the_experiments_that_hold_job_runs(tracking):
     store = Store(tracking["uri"], "pipeline", tracking["artifact_root"])
     assert experiment_links(tracking["uri"], "http://s") == []  # no job run yet
     store.end(store.start_run("default", tags={"kind": "job"}), "FINISHED")
-    assert experiment_links(tracking["uri"], "http://s") == [f"pipeline: {experiment_url('http://s', store.experiment_id)}"]
+    link = experiment_url("http://s", store.experiment_id)
+    assert experiment_links(tracking["uri"], "http://s") == [f"pipeline: {link}"]
