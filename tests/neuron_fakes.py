@@ -5,6 +5,8 @@ on, each mirroring a real module (aws-neuron/neuronx-distributed-inference at re
 baseline and any build agree; compile writes what NxDI's builder writes where it writes it (HLO protobufs of
 real XLA schema, NEFF files), and can hit a poisoned compile-cache entry as neuronx-cc reports it.
 
+NxDI's attention and KV-cache manager: tests/nxdi_attention_fake.py.
+
 `install(monkeypatch)` puts every fake module into sys.modules (and the NKI CPU interpreter as `nki`)."""
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.evaluation.logit_validation import logit_validation as project_logit_validation
+from tests import nxdi_attention_fake as attention
 from tests.hlo_schema import hlo_module_class
+from tests.nxdi_attention_fake import CustomRMSNorm, NeuronQwen3MoEAttention
 
 FAKE_VOCAB = 2048  # logits width of the fake device (any token id is a valid input)
 CALLS = {"compile": [], "load": []}  # (class name, path) per call, for tests
@@ -43,6 +47,11 @@ class MoENeuronConfig:
         self.qkv_kernel_enabled = False
         self.sequence_parallel_enabled = False
         self.normalize_top_k_affinities = True  # Qwen3MoeInferenceConfig.__init__ sets it
+        self.fused_qkv = False
+        self.attn_block_tkg_nki_kernel_enabled = False
+        self.k_cache_transposed = False
+        self.flash_decoding_enabled = False
+        self.is_prefix_caching = False
         self.__dict__.update(kwargs)
         self.max_batch_size = kwargs.get("max_batch_size", self.batch_size)
         self.max_context_length = kwargs.get("max_context_length", self.seq_len)
@@ -70,15 +79,6 @@ def load_pretrained_config(model_path_or_name=None, hf_config=None):
         self.__dict__.update(values)
 
     return load_config
-
-
-# ---- modules/custom_calls.py: CustomRMSNorm
-class CustomRMSNorm(nn.Module):
-    def __init__(self, hidden_size=None, eps=1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.hidden_size = hidden_size
-        self.variance_epsilon = eps
 
 
 # ---- models/layer_boundary_marker.py: ModuleMarkerStartWrapper / ModuleMarkerEndWrapper (compiler hints; identity
@@ -206,21 +206,14 @@ class MoE(nn.Module):
         return (output.view(hidden_states.shape),)
 
 
-# ---- modules/attention/attention_base.py NeuronAttentionBase (as NeuronQwen3MoEAttention): a stand-in whose
-# output is a fixed function of its input; forward returns what NeuronAttentionBaseOutput unpacks to.
-class NeuronQwen3MoEAttention(nn.Module):
-    def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_value=None, rmsnorm=None,
-                **kwargs):
-        return (hidden_states * 0.5 + 0.25).to(hidden_states.dtype), None, None, None
-
-
 def tiny_config(hidden=256, layers=2, experts=32, top_k=8, intermediate=256, tp_degree=1):
     """An InferenceConfig as Qwen3MoeInferenceConfig.__init__ leaves it (num_experts_per_tok, moe_intermediate_size,
     normalize_top_k_affinities), at the tiny model's per-rank shapes (tests/kernels/shapes.py TINY)."""
     neuron_config = MoENeuronConfig(tp_degree=tp_degree, seq_len=64)
     return types.SimpleNamespace(neuron_config=neuron_config, hidden_size=hidden, num_hidden_layers=layers,
                                  rms_norm_eps=1e-6, num_experts=experts, num_experts_per_tok=top_k,
-                                 moe_intermediate_size=intermediate)
+                                 moe_intermediate_size=intermediate, num_attention_heads=8, num_key_value_heads=4,
+                                 head_dim=32, rope_theta=1e6, max_position_embeddings=4096)
 
 
 def _fake_logits(ids: torch.Tensor) -> torch.Tensor:
@@ -241,7 +234,7 @@ class _SubModel(nn.Module):
 class NeuronQwen3MoeDecoderLayer(nn.Module):
     def __init__(self, config, layer_idx=0):
         super().__init__()
-        self.self_attn = NeuronQwen3MoEAttention()
+        self.self_attn = NeuronQwen3MoEAttention(config=config)
         self.moe_fused_nki_kernel_enabled = getattr(config, "moe_fused_nki_kernel_enabled", False)
         self.input_layernorm = CustomRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = CustomRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -514,7 +507,16 @@ def install(monkeypatch) -> None:
         "neuronx_distributed.modules.moe.experts": {"Experts": Experts},
         "neuronx_distributed.modules.moe.expert_mlps_v2": {"ExpertMLPsV2": ExpertMLPsV2},
         "neuronx_distributed.modules.moe.model": {"MoE": MoE},
-        "neuronx_distributed_inference.modules": {}, "neuronx_distributed_inference.modules.generation": {},
+        "neuronx_distributed.parallel_layers": {}, "neuronx_distributed.parallel_layers.mappings": {
+            "reduce_from_tensor_model_parallel_region": attention.reduce_from_tensor_model_parallel_region},
+        "neuronx_distributed_inference.modules": {}, "neuronx_distributed_inference.modules.attention": {},
+        "neuronx_distributed_inference.modules.attention.attention_base": {
+            "NeuronAttentionBase": attention.NeuronAttentionBase,
+            "NeuronAttentionBaseOutput": attention.NeuronAttentionBaseOutput},
+        "neuronx_distributed_inference.modules.attention.utils": {"RotaryEmbedding": attention.RotaryEmbedding},
+        "neuronx_distributed_inference.modules.kvcache": {},
+        "neuronx_distributed_inference.modules.kvcache.kv_cache_manager": {"KVCacheManager": attention.KVCacheManager},
+        "neuronx_distributed_inference.modules.generation": {},
         "neuronx_distributed_inference.modules.generation.sampling": {"prepare_sampling_params": prepare_sampling_params},
         "neuronx_distributed_inference.utils": {},
         "neuronx_distributed_inference.utils.hf_adapter": {

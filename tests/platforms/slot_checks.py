@@ -13,11 +13,12 @@ import torch
 import kernels
 from kernels.registry import max_relative_error
 from kernels.slots import KernelSet
-from kernels.types import ExpertWeights, Phase
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, Phase
 from tests import neuron_fakes
 
 TOKENS = {Phase.TOKEN: 1, Phase.CONTEXT: 5}  # decode: one token per row; context: a short prompt
 TARGET = "trn2"
+BUCKET, MAX_SEQ, DECODE_POSITION = 48, 64, 41  # token generation: KV bucket, cache length, the new token's position
 
 
 def resolved_params(choices: dict[str, str], overrides: dict | None = None) -> dict[str, dict]:
@@ -44,9 +45,21 @@ def fill(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def hidden_states(model: torch.nn.Module, phase: Phase, seed: int = 1) -> torch.Tensor:
+def hidden_states(model: torch.nn.Module, phase: Phase, seed: int = 1, batch: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, TOKENS[phase], model.layers[0].input_layernorm.weight.shape[-1], generator=g).bfloat16()
+    hidden = model.layers[0].input_layernorm.weight.shape[-1]
+    return torch.randn(batch, TOKENS[phase], hidden, generator=g).bfloat16()
+
+
+def positions(phase: Phase, rows: tuple[int, ...] = (DECODE_POSITION,)) -> tuple[torch.Tensor, torch.Tensor]:
+    """position_ids and NxDI's boolean attention mask for a prompt at the start of its sequence ([1, S], causal
+    [1, 1, S, S]) or one decoded token per row at the rows' positions in the KV bucket ([B, 1], [B, 1, 1, BUCKET]:
+    True before each row's position)."""
+    if phase is Phase.CONTEXT:
+        tokens = TOKENS[phase]
+        return torch.arange(tokens)[None], torch.ones(tokens, tokens, dtype=torch.bool).tril()[None, None]
+    position_ids = torch.tensor(rows).reshape(-1, 1)
+    return position_ids, (torch.arange(BUCKET) < position_ids)[:, None, None, :]
 
 
 def home(layer: str, name: str, params: dict | None = None) -> KernelSet:
@@ -65,9 +78,11 @@ def check_norm(model, name: str, phase: Phase, params: dict) -> list[str]:
     layer, slot = model.layers[0], home("norm", name).norm
     eps = layer.input_layernorm.variance_epsilon
     x = hidden_states(model, phase)
-    out, names = launched(lambda: layer(x)[0])
+    position_ids, mask = positions(Phase.CONTEXT if phase is Phase.CONTEXT else Phase.TOKEN)
+    mask = mask[..., :x.shape[1]]  # no KV cache given: NxDI's module attends within x
+    out, names = launched(lambda: layer(x, attention_mask=mask, position_ids=position_ids)[0])
     normed, _ = slot(phase, x, layer.input_layernorm.weight, eps)
-    attention = layer.self_attn(hidden_states=normed)[0]
+    attention = layer.self_attn(hidden_states=normed, attention_mask=mask, position_ids=position_ids)[0]
     normed, summed = slot(phase, attention, layer.post_attention_layernorm.weight, eps, x)
     reference, _ = kernels.get("norm", name).reference(attention, layer.post_attention_layernorm.weight, eps, x)
     assert max_relative_error(normed, reference) <= kernels.get("norm", name).rtol
@@ -113,4 +128,63 @@ def check_experts(model, name: str, phase: Phase, params: dict) -> list[str]:
     return names
 
 
-CHECKS = {"norm": check_norm, "router": check_router, "experts": check_experts}
+def kv_caches(model, batch: int, seed: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every layer's (k, v) cache [B, Hkv, MAX_SEQ, D] in the model dtype, random (stale slots included)."""
+    g = torch.Generator().manual_seed(seed)
+    attention = model.layers[0].self_attn
+    shape = (batch, attention.num_key_value_heads, MAX_SEQ, attention.head_dim)
+    return [tuple(torch.randn(shape, generator=g).bfloat16() for _ in "kv") for _ in model.layers]
+
+
+def check_attention(model, name: str, phase: Phase, params: dict,
+                    rows: tuple[int, ...] = (DECODE_POSITION,)) -> list[str]:
+    """NeuronAttentionBase.forward as NxDI's model calls it: in token generation (one token per row, at `rows`)
+    with the bucket's cache fetched and the new k/v written by the KV-cache manager (get_kv_per_layer,
+    update_kv_per_layer), equal to the CPU home's slot (whose kernel writes its cache in place) in output and in
+    the written cache; in context encoding NxDI's."""
+    attention = model.layers[0].self_attn
+    x = hidden_states(model, phase, batch=len(rows) if phase is Phase.TOKEN else 1)
+    position_ids, mask = positions(phase, rows)
+    if phase is Phase.CONTEXT:
+        out, names = launched(lambda: attention(x, attention_mask=mask, position_ids=position_ids))
+        nxdi = neuron_fakes.attention.NeuronAttentionBase.standard_causal_attention_forward(
+            attention, x, mask, position_ids)
+        assert torch.equal(out.hidden_states, nxdi.hidden_states)
+        assert all(torch.equal(a, b) for a, b in zip(out.present_key_value, nxdi.present_key_value))
+        return names
+    caches = kv_caches(model, len(rows))
+    manager = neuron_fakes.attention.KVCacheManager([tuple(c.clone() for c in pair) for pair in caches])
+    out, names = launched(lambda: attention(
+        x, attention_mask=mask, position_ids=position_ids, kv_mgr=manager, get_kv_per_layer=True,
+        update_kv_per_layer=True, idx=0, is_for_context_encoding=False, seq_ids=torch.arange(len(rows)),
+        seq_len=BUCKET))
+    qkv = attention.qkv_proj
+    weights = AttentionWeights(qkv.q_proj.weight, qkv.k_proj.weight, qkv.v_proj.weight, attention.o_proj.o_proj.weight,
+                               attention.q_layernorm.weight, attention.k_layernorm.weight, attention.rms_norm_eps)
+    cos, sin = attention.rotary_emb(x, position_ids)
+    k_cache, v_cache = (c.clone() for c in caches[0])
+    inputs = AttentionInputs(Phase.TOKEN, position_ids, cos, sin, k_cache, v_cache, BUCKET)
+    expected = home("attention", name, params).attention(phase, x, weights, inputs)
+    assert torch.equal(out.hidden_states, expected)
+    assert torch.equal(out.present_key_value[0], k_cache) and torch.equal(out.present_key_value[1], v_cache)
+    for b, position in enumerate(rows):  # each row's new k/v landed at its position: the comparison is not vacuous
+        assert (k_cache[b, :, position] != caches[0][0][b, :, position]).any()
+        assert (v_cache[b, :, position] != caches[0][1][b, :, position]).any()
+    reference_inputs = AttentionInputs(Phase.TOKEN, position_ids, cos, sin, *(c.clone() for c in caches[0]), BUCKET)
+    variant = kernels.get("attention", name)
+    assert max_relative_error(out.hidden_states, variant.reference(x, weights, reference_inputs)) <= variant.rtol
+    # as the decoder layer calls it (cache given, written later by the manager): NxDI's own token-generation
+    # contract, (attn_output, (K, V) [B, Hkv, 1, D]), within rtol of NxDI's native branch
+    bucket = tuple(c[:, :, :BUCKET] for c in caches[0])
+    plain = attention(x, attention_mask=mask, position_ids=position_ids, past_key_value=bucket)
+    native = neuron_fakes.attention.NeuronAttentionBase.standard_causal_attention_forward(
+        attention, x, mask, position_ids, bucket)
+    assert torch.equal(plain.hidden_states, out.hidden_states)
+    for ours, nxdi in zip([plain.hidden_states, *plain.present_key_value],
+                          [native.hidden_states, *native.present_key_value]):
+        assert ours.shape == nxdi.shape and ours.dtype == nxdi.dtype
+        assert max_relative_error(ours, nxdi) <= variant.rtol
+    return names
+
+
+CHECKS = {"norm": check_norm, "router": check_router, "experts": check_experts, "attention": check_attention}

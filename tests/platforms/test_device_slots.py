@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import kernels
-from kernels.types import ExpertWeights, Phase
+from kernels.types import AttentionInputs, AttentionWeights, ExpertWeights, Phase
 from model.neuron.slots import DEVICE_KERNELS, NOT_WIRED, NXDI_COMPILER_SETTINGS, unwired
 from tests import neuron_fakes
-from tests.platforms.slot_checks import CHECKS, fill, hidden_states, home, launched, resolved_params
+from tests.platforms.slot_checks import (BUCKET, CHECKS, DECODE_POSITION, check_attention, fill, hidden_states, home,
+                                        kv_caches, launched, positions, resolved_params)
 
 # (layer, variant, phase) -> the kernels the slot must launch there
 EXPECTED = {
@@ -24,6 +25,8 @@ EXPECTED = {
     ("experts", "selective_v1", Phase.CONTEXT): [],
     ("experts", "grouped_v2", Phase.TOKEN): ["grouped_v2"],
     ("experts", "grouped_v2", Phase.CONTEXT): [],
+    ("attention", "nki_decode", Phase.TOKEN): ["decode_attention_new_kv"],
+    ("attention", "nki_decode", Phase.CONTEXT): [],
 }
 
 
@@ -64,8 +67,8 @@ def test_every_registered_nki_variant_is_wired_or_says_why_not():
         for variant in variants:
             if variant.nki is not None:
                 assert ((layer, variant.name) in DEVICE_KERNELS) != ((layer, variant.name) in NOT_WIRED)
-    (line,) = unwired({"attention": "nki_decode", "norm": "nki_add_rmsnorm", "experts": "grouped_v2"})
-    assert line.startswith("kernel.attention=nki_decode has no NxDI slot: its kernel writes the new k/v")
+    (line,) = unwired({"attention": "nki_decode", "lm_head": "perturbed", "experts": "grouped_v2"})
+    assert line.startswith("kernel.lm_head=perturbed has no NxDI slot: is a torch-only test variant")
 
 
 def test_slots_refuse_nxdis_fused_moe_kernel(nxdi):
@@ -94,3 +97,63 @@ def test_router_and_expert_slots_compose_as_on_the_cpu_home(nxdi):
     weights = ExpertWeights(moe.expert_mlps.mlp_op.gate_up_proj.weight, moe.expert_mlps.mlp_op.down_proj.weight)
     expected = home("experts", "grouped_v2", params["experts"]).experts(Phase.TOKEN, tokens, affinities, index, weights)
     assert torch.equal(out.reshape(tokens.shape), expected)
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_attention_slot_rows_at_their_own_positions_as_on_the_cpu_home(nxdi, cores):
+    """Rows decoding at different positions (one at the bucket's last slot, one with an empty prior): NxDI's cache
+    manager scatters each row's new k/v to its own position, and the cache and output equal the CPU home's."""
+    choices = {"attention": "nki_decode"}
+    params = resolved_params(choices, {"attention": {"cores": cores}})
+    model = build(nxdi, choices, params)
+    rows = (47, 0, 20)
+    assert check_attention(model, "nki_decode", Phase.TOKEN, params["attention"], rows) == ["decode_attention_new_kv"]
+
+
+def test_attention_slot_refuses_what_changes_nxdis_attention(nxdi):
+    """NxDI's own attention-block TKG kernel (and features that reshape the attention) exclude the slot."""
+    for flag in ("attn_block_tkg_nki_kernel_enabled", "fused_qkv", "k_cache_transposed"):
+        config = neuron_fakes.tiny_config()
+        setattr(config.neuron_config, flag, True)
+        cls = nxdi.model_class({"attention": "nki_decode"}, NXDI_COMPILER_SETTINGS,
+                               resolved_params({"attention": "nki_decode"}))
+        with pytest.raises(ValueError, match=f"kernel.attention=nki_decode: .*{flag} is set"):
+            cls._model_cls(config)
+
+
+def test_every_slot_in_one_decoder_layer_composes_as_on_the_cpu_home(nxdi):
+    """A whole decoder layer in token generation with every decode slot installed (attention with the cache NxDI's
+    model passes it): each kernel once, in layer order, and the CPU home's slots chained give the same output bit
+    for bit, and the same new k/v (the rows its attention kernel writes into its cache)."""
+    choices = {"norm": "nki_add_rmsnorm", "attention": "nki_decode", "router": "nki_topk", "experts": "grouped_v2"}
+    params = resolved_params(choices)
+    model = build(nxdi, choices, params)
+    layer = model.layers[0]
+    attention, moe, eps = layer.self_attn, layer.mlp, layer.input_layernorm.variance_epsilon
+    x = hidden_states(model, Phase.TOKEN)
+    position_ids, mask = positions(Phase.TOKEN)
+    caches = kv_caches(model, 1)[0]
+    bucket = tuple(c[:, :, :BUCKET] for c in caches)
+    (out, (k_new, v_new), _, _, _), names = launched(
+        lambda: layer(x, attention_mask=mask, position_ids=position_ids, past_key_value=bucket))
+    assert names == ["rmsnorm", "decode_attention_new_kv", "add_rmsnorm", "router_topk", "grouped_v2"]
+
+    norm = home("norm", "nki_add_rmsnorm").norm
+    normed, _ = norm(Phase.TOKEN, x, layer.input_layernorm.weight, eps)
+    qkv = attention.qkv_proj
+    weights = AttentionWeights(qkv.q_proj.weight, qkv.k_proj.weight, qkv.v_proj.weight, attention.o_proj.o_proj.weight,
+                               attention.q_layernorm.weight, attention.k_layernorm.weight, attention.rms_norm_eps)
+    cos, sin = attention.rotary_emb(x, position_ids)
+    k_cache, v_cache = (c.clone() for c in caches)
+    inputs = AttentionInputs(Phase.TOKEN, position_ids, cos, sin, k_cache, v_cache, BUCKET)
+    attended = home("attention", "nki_decode", params["attention"]).attention(Phase.TOKEN, normed, weights, inputs)
+    normed, summed = norm(Phase.TOKEN, attended, layer.post_attention_layernorm.weight, eps, x)
+    tokens = normed.reshape(-1, normed.shape[-1])
+    affinities, index = home("router", "nki_topk", params["router"]).router(
+        Phase.TOKEN, tokens, moe.router.linear_router.weight, moe.router.top_k)
+    experts = ExpertWeights(moe.expert_mlps.mlp_op.gate_up_proj.weight, moe.expert_mlps.mlp_op.down_proj.weight)
+    expected = summed + home("experts", "grouped_v2", params["experts"]).experts(
+        Phase.TOKEN, tokens, affinities, index, experts).view(summed.shape)
+    assert torch.equal(out, expected)
+    assert torch.equal(k_new[:, :, 0], k_cache[:, :, DECODE_POSITION])
+    assert torch.equal(v_new[:, :, 0], v_cache[:, :, DECODE_POSITION])

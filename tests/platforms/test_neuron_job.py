@@ -175,7 +175,8 @@ def test_every_wired_variant_compiles_and_exports_on_the_device(fakes, tracking,
     from model.neuron.bundle import bundled_modules
     from model.neuron.slots import DEVICE_KERNELS
 
-    wired = ["kernel.norm=nki_add_rmsnorm", "kernel.router=nki_topk", "kernel.experts=grouped_v2"]
+    wired = ["kernel.norm=nki_add_rmsnorm", "kernel.router=nki_topk", "kernel.experts=grouped_v2",
+             "kernel.attention=nki_decode"]
     job = run(tmp_path, device_overrides(tmp_path, tracking, "stages=[compile,export]", *wired), "a")
     (record,) = job_runs(tracking)
     assert record.info.status == "FINISHED", record.data.tags
@@ -183,5 +184,6 @@ def test_every_wired_variant_compiles_and_exports_on_the_device(fakes, tracking,
     (exported,) = Path(tracking["artifact_root"]).rglob("qwen_with_nki.py")
     modules = bundled_modules(exported.read_text())
     assert {f"kernels.{DEVICE_KERNELS[pair][0]}" for pair in [("norm", "nki_add_rmsnorm"), ("router", "nki_topk"),
-                                                                ("experts", "grouped_v2")]} <= set(modules)
-    assert job.kernels.choices()["experts"] == "grouped_v2"
+                                                                ("experts", "grouped_v2"),
+                                                                ("attention", "nki_decode")]} <= set(modules)
+    assert job.kernels.choices()["experts"] == "grouped_v2" and job.kernels.choices()["attention"] == "nki_decode"

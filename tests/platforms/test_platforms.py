@@ -29,9 +29,9 @@ def compose(tmp_path, *overrides):
 
 def test_unwired_variant_on_the_device_is_a_config_error(monkeypatch, tmp_path):
     neuron_fakes.install(monkeypatch)
-    cfg = compose(tmp_path, "platform=trn3", "kernel.attention=nki_decode")
-    with pytest.raises(ConfigError, match=r"platform=trn3: kernel.attention=nki_decode has no NxDI slot: its kernel "
-                                          r"writes the new k/v into the KV cache in place.*\(wired: kernel.experts="):
+    cfg = compose(tmp_path, "platform=trn3", "kernel.lm_head=perturbed")
+    with pytest.raises(ConfigError, match=r"platform=trn3: kernel.lm_head=perturbed has no NxDI slot: is a torch-only "
+                                          r"test variant.*\(wired: kernel.attention=nki_decode, kernel.experts="):
         prepare(cfg, tmp_path)
 
 

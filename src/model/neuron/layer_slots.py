@@ -23,7 +23,8 @@ branch, line 1471 at fbac349) itself picks token generation with selective loadi
 (MoE._forward_compute_bound, model.py line 196, passes the full hidden states' sequence length; NxDI's
 context-encoding sub-model always has seq_len = its bucket > 1, the same test MoE.forward uses to pick NxDI's
 own fused TKG kernel, line 294) and tokens * top_k / experts < DEFAULT_SELECTIVE_LOADING_THRESHOLD, without
-expert parallelism; everywhere else NxD's forward runs."""
+expert parallelism; everywhere else NxD's forward runs. The attention variant runs where NxDI's
+NeuronAttentionBase picks token generation (NKIDecodeAttention), NxDI's attention elsewhere."""
 import types
 from functools import partial
 
@@ -31,7 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuronx_distributed.parallel_layers.mappings import reduce_from_tensor_model_parallel_region
 from neuronx_distributed_inference.models.layer_boundary_marker import ModuleMarkerEndWrapper, ModuleMarkerStartWrapper
+from neuronx_distributed_inference.modules.attention.attention_base import NeuronAttentionBaseOutput
+from kernels.attention.launch import decode_arguments
 from kernels.experts.launch import combine, grouped_v2_arguments, selective_v1_arguments
 from kernels.experts.selection import uses_selective_loading
 
@@ -206,6 +210,82 @@ def install_experts(launch, model, kernels, params):
                nki_launch=partial(launch, kernels, types.SimpleNamespace(**params)))
 
 
+# ---- attention: nki_decode (token generation)
+# NxDI features that replace or reshape the attention the kernel stands in for (neuron_config flag -> why)
+_ATTENTION_REFUSES = {
+    "attn_block_tkg_nki_kernel_enabled": "NxDI's own attention-block TKG kernel already takes token generation",
+    "qkv_kernel_enabled": "NxDI's QKV kernel takes the input norm into the projection",
+    "fused_qkv": "the kernel reads q_proj, k_proj and v_proj separately (fused_qkv packs them into Wqkv)",
+    "k_cache_transposed": "the kernel reads the K cache as [B, Hkv, S, D] (k_cache_transposed is set)",
+    "flash_decoding_enabled": "flash decoding splits the KV cache across cores",
+    "is_prefix_caching": "prefix caching runs token generation's attention with a block KV cache",
+    "sequence_parallel_enabled": "with sequence parallelism the hidden states arrive sharded",
+}
+
+
+class NKIDecodeAttention:
+    """NeuronAttentionBase.standard_causal_attention_forward (modules/attention/attention_base.py) with its
+    token-generation branch as decode_attention_new_kv. That entry follows the contract NxDI's own
+    token-generation paths keep whenever the cache manager writes the cache (the native compute_for_token_gen,
+    and attention_block_tokengen_nki_kernel without attn_block_tkg_nki_kernel_cache_update): the attention
+    returns the all-reduced o projection and the new (K, V) [B, Hkv, 1, D] (after q/k norm and RoPE, in the
+    cache dtype), which KVCacheManager.update_kv_by_layer_id scatters to each row's position, per layer when
+    update_kv_per_layer and otherwise with every layer's at the end of the model. In-kernel cache updates are
+    NxDI's only for its attention-block kernel, behind a flag the model-level cache handling reads
+    (attn_block_tkg_nki_kernel_cache_update); mirroring that would reach into NxDI's model wrapper, so the
+    cache stays the manager's.
+
+    Token generation is NxDI's own test, `is_token_gen = past_key_value is not None` (after
+    kv_mgr.get_kv_by_layer_id when get_kv_per_layer; never inside windowed context encoding), with one token
+    per row (fused speculation's several go to NxDI's module). The kernel masks cached positions at or past
+    each row's position (NxDI's right-padded token-generation mask: position < position_ids) and reads the
+    whole bucket NxDI sliced; the mask tensor itself is not read. The projections are passed input dim first
+    (`weight.T`, as the CPU home stores them): on the device that is a transpose in the traced graph."""
+
+    def standard_causal_attention_forward(self, hidden_states, attention_mask=None, position_ids=None,
+                                          past_key_value=None, active_mask=None, adapter_ids=None, cos_cache=None,
+                                          sin_cache=None, rmsnorm=None, rotary_position_ids=None, kv_mgr=None,
+                                          get_kv_per_layer=False, update_kv_per_layer=False, residual=None,
+                                          windowed_context_encoding_window_idx=-1, **kwargs):
+        if get_kv_per_layer:
+            past_key_value = kv_mgr.get_kv_by_layer_id(**kwargs)
+        if past_key_value is None or windowed_context_encoding_window_idx >= 0 or hidden_states.shape[1] != 1:
+            return super().standard_causal_attention_forward(
+                hidden_states, attention_mask, position_ids, past_key_value, active_mask, adapter_ids, cos_cache,
+                sin_cache, rmsnorm, rotary_position_ids, kv_mgr, False, update_kv_per_layer, residual,
+                windowed_context_encoding_window_idx, **kwargs)
+        original_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(self.torch_dtype)
+        if rotary_position_ids is None:
+            rotary_position_ids = position_ids
+        if cos_cache is None or sin_cache is None:
+            cos_cache, sin_cache = self.rotary_emb(hidden_states, rotary_position_ids)
+        k_prior, v_prior = past_key_value[:2]
+        qkv, o = self.get_qkv_proj(), self.get_o_proj()
+        arguments = decode_arguments(hidden_states, qkv.q_proj.weight.T, qkv.k_proj.weight.T, qkv.v_proj.weight.T,
+                                     o.o_proj.weight.T, self.q_layernorm.weight.view(-1),
+                                     self.k_layernorm.weight.view(-1), cos_cache, sin_cache, position_ids, k_prior,
+                                     v_prior, k_prior.shape[2], self.rms_norm_eps, self.nki_params)
+        kernel = self.nki_kernels.decode_attention_new_kv
+        cores = self.nki_params.cores
+        attn_output, k_new, v_new = (kernel[cores] if cores > 1 else kernel)(*arguments)
+        attn_output = reduce_from_tensor_model_parallel_region(attn_output.view(hidden_states.shape),
+                                                               process_group=self.tensor_model_parallel_group)
+        kv = (k_new, v_new)
+        if update_kv_per_layer:
+            kv = kv_mgr.update_kv_by_layer_id(kv_per_layer=kv, position_ids=position_ids, **kwargs)
+        return NeuronAttentionBaseOutput(attn_output.to(original_dtype), kv, cos_cache, sin_cache, residual)
+
+
+def install_attention(model, kernels, params):
+    neuron_config = model.config.neuron_config
+    for flag, why in _ATTENTION_REFUSES.items():
+        if getattr(neuron_config, flag):
+            raise ValueError(f"kernel.attention=nki_decode: {why} ({flag} is set)")
+    for layer in model.layers:
+        extend(layer.self_attn, NKIDecodeAttention, nki_kernels=kernels, nki_params=types.SimpleNamespace(**params))
+
+
 # (layer, variant) -> installer(model, kernels namespace, params dict); keys = model.neuron.slots.DEVICE_KERNELS
 INSTALLERS = {
     ("norm", "nki_rmsnorm"): install_norm,
@@ -213,4 +293,5 @@ INSTALLERS = {
     ("router", "nki_topk"): install_router,
     ("experts", "selective_v1"): partial(install_experts, launch_selective_v1),
     ("experts", "grouped_v2"): partial(install_experts, launch_grouped_v2),
+    ("attention", "nki_decode"): install_attention,
 }

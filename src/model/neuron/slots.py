@@ -16,16 +16,11 @@ DEVICE_KERNELS = {
     ("router", "nki_topk"): ("router.nki_topk_kernel", ("router_topk",)),
     ("experts", "selective_v1"): ("experts.selective_v1_kernel", ("selective_v1",)),
     ("experts", "grouped_v2"): ("experts.grouped_v2_kernel", ("grouped_v2",)),
+    ("attention", "nki_decode"): ("attention.nki_decode_kernel", ("decode_attention_new_kv",)),
 }
 
 # Why a registered non-baseline variant has no device slot (variants not listed: torch-only test variants).
-NOT_WIRED = {
-    ("attention", "nki_decode"): (
-        "its kernel writes the new k/v into the KV cache in place and returns only the o_proj partial, while "
-        "NxDI's attention returns the new k/v to its KV-cache manager (NeuronAttentionBase."
-        "standard_causal_attention_forward; in-kernel cache updates are wired only for NxDI's own attention-block "
-        "TKG kernel); not wired yet"),
-}
+NOT_WIRED: dict[tuple[str, str], str] = {}
 TORCH_ONLY = "is a torch-only test variant (no NKI kernel to put on the device)"
 
 
