@@ -70,14 +70,18 @@ def experts_scheduled(x: torch.Tensor, affinities: torch.Tensor, index: torch.Te
 
 
 def experts_reference(
-    x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights, params: object = None
+    x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
+    valid: torch.Tensor | None = None, params: object = None,
 ) -> torch.Tensor:
-    """x [T, H], affinities/index [T, top_k] -> this rank's partial output [T, H] (summed across ranks later)."""
+    """x [T, H], affinities/index [T, top_k] -> this rank's partial output [T, H] (summed across ranks later).
+    `valid` [T] (context encoding: the prompt's real tokens) is ignored: NxD runs padding tokens through their
+    experts too; their rows are never read (attention is causal, the logits are a real token's)."""
     return experts_scheduled(x, affinities, index, weights, eager(x.dtype))
 
 
 def experts_compiled(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
-                     params: object = None, *, numerics: CompilerNumerics) -> torch.Tensor:
+                     valid: torch.Tensor | None = None, params: object = None, *,
+                     numerics: CompilerNumerics) -> torch.Tensor:
     """experts_reference with the compiler's roundings; x is the norm's fp32 result under MPA."""
     return experts_scheduled(numerics.cut("moe_input", x), affinities, index, weights, numerics)
 
