@@ -3,7 +3,8 @@
 It runs in the launching process before any job starts, which also initialises the SQLite store once:
 parallel workers migrating a fresh database at the same time race (measured: 3 of 3 joblib trials failed).
 The parent id reaches jobs through the environment (inherited by loky and submitit workers) and a file in
-the sweep directory.
+the sweep directory. When the sweep ends the parent gets the comparison of its jobs (tracking.comparison): the
+table as its description and as artifacts with a plot, and summary metrics.
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig
 
 import kernels
+from pipeline.tracking.comparison import comparison_rows, summary_metrics, to_markdown, write_comparison
+from pipeline.tracking.names import overrides_label
 from pipeline.tracking.store import PARENT_RUN_ENV, Store
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,8 @@ class MlflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = " ".join(config.hydra.overrides.task)
         self.parent_run_id = self.store.start_run(
-            f"sweep {overrides}".strip(), tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"}
+            f"sweep {overrides_label(list(config.hydra.overrides.task))}".strip(),
+            tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"},
         )
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +72,14 @@ class MlflowSweepCallback(Callback):
             [self.store.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
         )
         failed = [r for r in children if r.info.status != RunStatus.to_string(RunStatus.FINISHED)]
-        self.store.end(self.parent_run_id, "FAILED" if failed else "FINISHED")
+        try:  # the parent is closed whatever happens to its comparison
+            rows = comparison_rows(children)
+            out = Path(config.hydra.sweep.dir) / "comparison"
+            write_comparison(rows, out)
+            self.store.log_artifacts(self.parent_run_id, out, "comparison")
+            self.store.log(self.parent_run_id, metrics=summary_metrics(rows), tags={MLFLOW_RUN_NOTE: to_markdown(rows)})
+        finally:
+            self.store.end(self.parent_run_id, "FAILED" if failed else "FINISHED")
         log.info(
             "MLflow sweep parent run %s: %d job(s), %d not finished", self.parent_run_id, len(children), len(failed)
         )
