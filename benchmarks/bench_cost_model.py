@@ -8,7 +8,11 @@ Prints, measured in this run (every kernel or model time it prints is a cost-mod
    other op by roofline: the pipeline's way (kernels traced once per distinct shape, cached), and every
    layer's kernels traced and estimated separately (target: under 30 s);
 2. for the baseline kernel set on the contest workload, trn2 and trn3: the estimated time per decode token,
-   the weight-bytes floor and the contest's measured baseline side by side, with TTFT, e2e and score.
+   the weight-bytes floor and the contest's measured baseline side by side, with TTFT, e2e and score;
+3. the estimated TTFT (one context-encoding call) per contest bucket, 128 / 256 / 640, of the experiment preset
+   BENCH_EXPERIMENT (default all_nki: every layer on NKI in context encoding) against the all-baseline set,
+   trn2 and trn3, and each of the preset's context-encoding NKI kernels against its cost-model floor.
+   Set BENCH_EXPERIMENT= (empty) to skip it; it traces every context kernel at real shapes (minutes).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from kernels.types import ExpertWeights, Phase  # noqa: E402
 from nki_cpu import cost  # noqa: E402
 from pipeline.config import CONF_DIR  # noqa: E402
 from pipeline.config.validate import to_pipeline_conf  # noqa: E402
-from pipeline.estimate import EstimateSettings, ModelEstimator, bucket_shapes, estimate_job  # noqa: E402
+from pipeline.estimate import EstimateSettings, ModelEstimator, StepEstimate, bucket_shapes, estimate_job  # noqa: E402
 from pipeline.job import Job  # noqa: E402
 
 EXPERTS_KERNEL = os.path.join(HERE, "kernels", "moe_decode_experts.py")
 CONTEST = ["model=qwen3_30b_a3b_slice", "parallel.tp_degree=4", "workload=contest"]
 KV_BUCKET = 128
+CONTEXT_BUCKETS = (128, 256, 640)  # the contest's context-encoding buckets at seq_len 640
+EXPERIMENT = os.environ.get("BENCH_EXPERIMENT", "all_nki")
 
 
 def contest_job(*overrides: str) -> Job:
@@ -125,10 +131,48 @@ def baseline_table() -> None:
           "CSVs (accuracy assumed 1, NKI ratio 0).")
 
 
+def context_steps(job: Job, kernels: KernelSet) -> dict[int, StepEstimate]:
+    """One context-encoding call per contest bucket for `kernels` at the job's per-rank shapes."""
+    estimator = ModelEstimator(job.layer_shapes(), job.tp.degree, kernels, EstimateSettings.from_conf(
+        job.conf, job.dims.num_hidden_layers))
+    return {bucket: estimator.step(Phase.CONTEXT, bucket) for bucket in CONTEXT_BUCKETS}
+
+
+def ttft_table(experiment: str) -> None:
+    """TTFT per context bucket of `+experiment=<experiment>` against the all-baseline set, and the preset's
+    context-encoding NKI kernels against their floors (cost model on the interpreter traces)."""
+    print(f"\nEst. TTFT per context bucket, +experiment={experiment} vs every kernel baseline, Qwen3-30B-A3B "
+          "48 layers, TP=4, LNC=2 (one context-encoding call incl. runtime and host time per call):")
+    print(f"  {'target':<7}{'bucket':>7}{'baseline ms':>13}{experiment + ' ms':>14}{'speedup':>9}"
+          f"{'device-only speedup':>21}")
+    kernel_rows = []
+    for target in ("trn2", "trn3"):
+        job = contest_job(f"platform.target={target}", f"+experiment={experiment}")
+        ours, base = context_steps(job, job.kernels), context_steps(job, job.baseline_kernels)
+        for bucket in CONTEXT_BUCKETS:
+            o, b = ours[bucket], base[bucket]
+            fixed = o.totals(lambda p: p.source)["host"] + o.totals(lambda p: p.source)["runtime"]
+            print(f"  {target:<7}{bucket:>7}{b.total_ns / 1e6:>13.1f}{o.total_ns / 1e6:>14.1f}"
+                  f"{b.total_ns / o.total_ns:>8.1f}x{(b.total_ns - fixed) / (o.total_ns - fixed):>20.1f}x")
+            kernel_rows += [(target, bucket, p) for p in o.parts if p.source == "nki"]
+    print(f"\n  {experiment}'s context-encoding NKI kernels (per call, launch cost included) against their floor "
+          "(the\n  cost model's bytes over HBM bandwidth or FLOPs over peak of the same trace, whichever is larger):")
+    print(f"  {'target':<7}{'bucket':>7}  {'op':<10}{'variant':<20}{'est. us':>10}{'floor us':>10}{'est/floor':>10}")
+    for target, bucket, p in kernel_rows:
+        if p.scope == "layer" or p.name == "lm_head":
+            print(f"  {target:<7}{bucket:>7}  {p.name:<10}{p.variant:<20}{p.time_ns / 1e3:>10.1f}"
+                  f"{p.floor_ns / 1e3:>10.1f}{p.time_ns / p.floor_ns:>9.1f}x")
+    print("  Every figure is a cost-model ESTIMATE: the baseline's context-encoding fixed costs are fitted to the "
+          "contest's\n  measured TTFT (calibrate.py); the NKI kernels' prefill times are the cost model on their "
+          "traces, not\n  calibrated against any device run of these kernels.")
+
+
 def main() -> None:
     print("Trainium cost-model ESTIMATES (not measurements) at Qwen3-30B-A3B per-rank shapes: TP=4, LNC=2, 48 layers")
     decode_step_timing("trn2")
     baseline_table()
+    if EXPERIMENT:
+        ttft_table(EXPERIMENT)
 
 
 if __name__ == "__main__":

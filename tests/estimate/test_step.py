@@ -1,10 +1,12 @@
 """A model call's estimate is the sum of its parts, torch ops follow the roofline by hand, NKI kernels come
 from the cost model on their traces (traced once per bucket), and decode never beats the weight floor."""
 import pytest
+from omegaconf import OmegaConf
 
 from kernels.slots import CALLS_PER_LAYER, CALLS_PER_MODEL, KernelSet
 from kernels.types import Phase
 from nki_cpu import cost
+from pipeline.config import CONF_DIR
 from pipeline.estimate import ModelEstimator
 from pipeline.estimate.graph_ops import graph_ops
 from pipeline.estimate.step import CALL, CALL_OPS, LAYER, LAYER_OPS
@@ -104,3 +106,22 @@ def test_weight_floor_is_the_documented_decode_floor(target, floor_ms):
     assert step.weight_floor_ns / 1e6 == pytest.approx(floor_ms, abs=0.01)
     chip_bytes = 4 * step.weight_floor_ns * step.hbm_bytes_per_ns
     assert chip_bytes / 1e9 == pytest.approx(6.27, abs=0.01)
+
+
+ALL_NKI = KernelSet.from_choices(dict(OmegaConf.load(CONF_DIR / "experiment" / "all_nki.yaml").kernel))
+
+
+def test_all_nki_context_encoding_is_estimated_from_each_kernel_traced_at_its_bucket():
+    """+experiment=all_nki in context encoding: every layer op and the lm_head come from the cost model on
+    their prefill traces (none falls back to the roofline), each traced once per bucket at that bucket's
+    shapes (a longer bucket costs more), and none beats its own floor."""
+    est = estimator(ALL_NKI, dims=TINY, tp=4)
+    steps = {b: est.step(Phase.CONTEXT, b) for b in (128, 256)}
+    for step in steps.values():
+        kernels = {p.name: p for p in step.parts if p.name in (*CALLS_PER_LAYER, "lm_head")}
+        assert {n: (p.source, p.variant) for n, p in kernels.items()} == {
+            n: ("nki", ALL_NKI.slots[n].resolve(Phase.CONTEXT)[0].name) for n in kernels}
+        assert all(p.time_ns >= p.floor_ns > 0 for p in kernels.values())
+    assert est.tracer.traced == 2 * len(CALLS_PER_LAYER | CALLS_PER_MODEL)
+    time = {b: {p.name: p.time_ns for p in s.parts if p.source == "nki"} for b, s in steps.items()}
+    assert all(time[256][n] > time[128][n] for n in ("attention", "experts", "norm"))
