@@ -16,14 +16,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.validate import to_pipeline_conf, validate
-from pipeline.identity import all_baseline, config_hash, kernel_set_label, workload_key
+from pipeline.identity import all_baseline, config_hash, digest, kernel_set_label, run_key, workload_key
 from pipeline.job import Job
 from pipeline.platforms import platform_for
 from pipeline.report import StageLine, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
 from pipeline.tracking.record import config_record, stage_record
-from pipeline.tracking.store import PARENT_RUN_ENV, Store
+from pipeline.tracking.store import PARENT_RUN_ENV, Store, check_reachable
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def git_commit(root: str) -> str:
+    """The code version: HEAD, plus `-dirty.<digest of the uncommitted diff>` so two different uncommitted
+    states never share a version (de-duplication keys on it)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10)
+
     try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
+        diff = git("diff", "HEAD").stdout if status.stdout.strip() else ""
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if commit.returncode:
         return "unknown"
-    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return commit.stdout.strip() + (f"-dirty.{digest([status.stdout, diff])[:8]}" if status.stdout.strip() else "")
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, object]:
@@ -90,7 +95,7 @@ def flatten(values: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-NOT_NAMED = ("tracking.", "paths.", "hydra")  # overrides that do not change what a job measures
+NOT_NAMED = ("tracking.", "paths.", "hydra", "force")  # overrides that do not change what a job measures
 SHORT_PREFIXES = ("kernel.", "kernel_params.")  # no other top-level key starts with a layer name
 MAX_NAME_VALUE = 40
 
@@ -114,8 +119,9 @@ def run_name(conf, overrides: list[str]) -> str:
 
 
 def prepare(cfg: DictConfig, output_dir: Path) -> Job:
-    """Everything that can reject a config, before any MLflow run exists."""
+    """Everything that can reject a config or find the tracking store down, before any MLflow run exists."""
     conf = to_pipeline_conf(cfg)
+    check_reachable(conf.tracking.uri)
     platform = platform_for(conf)
     platform.check(conf)
     validate(conf)
@@ -124,11 +130,21 @@ def prepare(cfg: DictConfig, output_dir: Path) -> Job:
     return job
 
 
-def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
+def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
+    """Runs the job's stages under one MLflow run; returns its status, or SKIPPED when a FINISHED run of the same
+    config, stages and code exists (unless `force`)."""
     conf = job.conf
     store = Store(conf.tracking.uri, conf.tracking.experiment, conf.tracking.artifact_root)
     job.tracking = store
+    code = git_commit(conf.paths.root)
+    key = run_key(conf, code)
+    parent = os.environ.get(PARENT_RUN_ENV)
+    done = None if conf.force else store.finished_run("run_key", key)
+    if done is not None:
+        _skip(store, parent, run_name(conf, overrides), done)
+        return "SKIPPED"
     tags = {
+        "run_key": key,
         "config_hash": config_hash(conf),
         "workload_key": workload_key(conf),
         "all_baseline": str(all_baseline(conf)).lower(),
@@ -138,11 +154,10 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
         "model": conf.model.name,
         "workload": conf.workload.name,
         "tp_degree": str(conf.parallel.tp_degree),
-        "git_commit": git_commit(conf.paths.root),
+        "git_commit": code,
         "overrides": " ".join(overrides),
         **{f"kernel.{k}": v for k, v in job.kernels.choices().items()},
     }
-    parent = os.environ.get(PARENT_RUN_ENV)
     run_id = store.start_run(run_name(conf, overrides), parent_run_id=parent, tags=tags)
     lines, status, interrupt = [], "FINISHED", None
     try:
@@ -164,6 +179,9 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
         store.log_artifacts(run_id, job.output_dir / ".hydra", "hydra")
         store.log_artifact(run_id, job.output_dir / "pipeline.log")
         job.platform.close()
+        failed = next((f"{l.name}: {l.summary}" for l in lines if l.status == "FAILED"), None)
+        if failed:
+            store.log(run_id, tags={ERROR_TAG: failed})
         store.end(run_id, status)
         if status == "KILLED" and parent:
             store.end(parent, "KILLED")
@@ -176,7 +194,34 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
     if interrupt is not None:
         raise interrupt
     if status == "FAILED":
-        raise JobFailed(next(l.summary for l in lines if l.status == "FAILED"))
+        raise JobFailed(failed)
+    return status
+
+
+ERROR_TAG = "error"  # on a FAILED job run: the failing stage and its one-line error (the sweep summary lists it)
+SKIPPED_TAG = "skipped."  # on a sweep's parent run, per job skipped as done: `skipped.<run name>` = the done run
+
+
+def _skip(store: Store, parent: str | None, name: str, done: str) -> None:
+    print(f"skipped: {name}: already FINISHED as MLflow run {done} (force=true runs it again)", flush=True)
+    log.info("job %s not run: FINISHED run %s has the same config, stages and code", name, done)
+    if parent:
+        store.log(parent, tags={f"{SKIPPED_TAG}{digest(name)[:8]}": f"{name} -> {done}"})
+
+
+def record_failed_job(cfg: DictConfig, overrides: list[str], output_dir: Path, error: BaseException) -> None:
+    """A sweep job that failed before its run existed (a config its combination makes invalid, a crash outside
+    the stages): a FAILED job run under the sweep's parent, with the error as a tag and the traceback as an
+    artifact, so the sweep's summary and the record list it."""
+    tracking = cfg.tracking
+    store = Store(tracking.uri, tracking.experiment, tracking.artifact_root)
+    summary = f"{type(error).__name__}: {error}"
+    run_id = store.start_run(run_name(cfg, overrides), parent_run_id=os.environ.get(PARENT_RUN_ENV),
+                             tags={ERROR_TAG: summary, "overrides": " ".join(overrides)})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "traceback.txt").write_text("".join(traceback.format_exception(error)))
+    store.log_artifact(run_id, output_dir / "traceback.txt")
+    store.end(run_id, "FAILED")
 
 
 def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[StageLine]) -> str:
