@@ -59,10 +59,13 @@ class Store:
         self.experiment_id = self._experiment(experiment, artifact_root)
 
     def _experiment(self, name: str, artifact_root: str) -> str:
+        """A tracking server keeps artifacts where its --artifacts-destination says (clients upload through it, from
+        any machine); a local store under `artifact_root`."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        location = (Path(artifact_root) / name).resolve().as_uri()
+        served = self.uri.startswith(("http://", "https://"))
+        location = None if served else (Path(artifact_root) / name).resolve().as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # another job created it first
