@@ -131,8 +131,8 @@ def prepare(cfg: DictConfig, output_dir: Path) -> Job:
 
 
 def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
-    """Runs the job's stages under one MLflow run; returns its status, or SKIPPED when a FINISHED run of the same
-    config, stages and code exists (unless `force`)."""
+    """Runs the job's stages under one MLflow run and returns its id; when a FINISHED run of the same config, stages
+    and code exists (and not `force`), runs nothing and returns that run's id."""
     conf = job.conf
     store = Store(conf.tracking.uri, conf.tracking.experiment, conf.tracking.artifact_root)
     job.tracking = store
@@ -141,8 +141,9 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
     parent = os.environ.get(PARENT_RUN_ENV)
     done = None if conf.force else store.finished_run("run_key", key)
     if done is not None:
+        job.platform.close()
         _skip(store, parent, run_name(conf, overrides), done)
-        return "SKIPPED"
+        return done
     tags = {
         "run_key": key,
         "config_hash": config_hash(conf),
@@ -195,7 +196,7 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
         raise interrupt
     if status == "FAILED":
         raise JobFailed(failed)
-    return status
+    return run_id
 
 
 ERROR_TAG = "error"  # on a FAILED job run: the failing stage and its one-line error (the sweep summary lists it)
