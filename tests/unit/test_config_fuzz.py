@@ -69,6 +69,7 @@ def test_every_numeric_key_of_the_schema_is_bounded_or_typed():
     assert unbounded == [], unbounded
 
 
+@pytest.mark.slow  # ~10-20 s (40 compositions of the config); the timeout bounds it on a loaded machine
 @pytest.mark.timeout(120)
 @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck),
           database=None)
