@@ -66,20 +66,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+CODE_PATHS = ("src", "conf")  # what a job runs: an uncommitted edit elsewhere (README, tests) changes no result
+
+
 def git_commit(root: str) -> str:
-    """The code version: HEAD, plus `-dirty.<digest of the uncommitted diff>` so two different uncommitted
-    states never share a version (de-duplication keys on it)."""
+    """The code version: HEAD, plus `-dirty.<digest of the uncommitted diff of CODE_PATHS>` so two different
+    uncommitted states of the code never share a version (de-duplication keys on it)."""
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10)
 
     try:
         commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
-        diff = git("diff", "HEAD").stdout if status.stdout.strip() else ""
+        code = git("status", "--porcelain", "--", *CODE_PATHS).stdout
+        diff = git("diff", "HEAD", "--", *CODE_PATHS).stdout if code.strip() else ""
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if commit.returncode:
         return "unknown"
-    return commit.stdout.strip() + (f"-dirty.{digest([status.stdout, diff])[:8]}" if status.stdout.strip() else "")
+    return commit.stdout.strip() + (f"-dirty.{digest([code, diff])[:8]}" if status.stdout.strip() else "")
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, object]:
