@@ -2,6 +2,7 @@
 does), through the pipeline's Store; every run arrives FINISHED with its metric and artifact. The same check
 against the PostgreSQL-backed server, at 200 runs, is `make bench-tracking`."""
 import importlib.util
+import sys
 
 import pytest
 
@@ -9,6 +10,7 @@ from tests.conftest import PROJECT
 
 spec = importlib.util.spec_from_file_location("bench_tracking", PROJECT / "benchmarks" / "bench_tracking.py")
 bench_tracking = importlib.util.module_from_spec(spec)
+sys.modules["bench_tracking"] = bench_tracking  # its worker function is pickled by module name for the process pool
 spec.loader.exec_module(bench_tracking)
 
 
