@@ -1,7 +1,10 @@
 """Benchmark of every registered NKI kernel variant at real per-rank shapes (Qwen3-30B-A3B at TP=4,
-batch 1; attention at each contest KV bucket).
+batch 1; decode attention at each contest KV bucket, context encoding at each contest bucket).
 
     PYTHONPATH=src python benchmarks/bench_kernels.py
+    BENCH_TP=2 BENCH_LAYERS=experts,router,norm BENCH_PHASES=context PYTHONPATH=src python benchmarks/bench_kernels.py
+
+BENCH_TP picks the TP degree (per-rank shapes), BENCH_LAYERS / BENCH_PHASES restrict the variants benched.
 
 Measured in this run: the interpreted kernel against its torch reference (medians) and its error, the
 trace's instructions per engine, MACs and DMA bytes; estimated by the cost model: the kernel's Trainium
@@ -33,24 +36,29 @@ from model.parallel import TensorParallel  # noqa: E402
 from nki_cpu import cost  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-TP_DEGREE = 4
-KV_BUCKETS = (128, 256, 640)
+TP_DEGREE = int(os.environ.get("BENCH_TP", "4"))
+LAYERS = os.environ.get("BENCH_LAYERS", "").split(",") if os.environ.get("BENCH_LAYERS") else None
+PHASES = os.environ.get("BENCH_PHASES", "").split(",") if os.environ.get("BENCH_PHASES") else None
+BUCKETS = (128, 256, 640)  # the contest's context and KV buckets
 TARGETS = ("trn2", "trn3")
 
 
-def real_shapes(kv: int) -> LayerShapes:
+def real_shapes(bucket: int, phase: Phase) -> LayerShapes:
     preset = yaml.safe_load(open(os.path.join(HERE, "..", "conf", "model", "qwen3_30b_a3b_slice.yaml")))
     dims = ModelDims(**preset.get("model", preset)["dims"])
-    return TensorParallel(dims, TP_DEGREE).layer_shapes(1, (128,), (kv,), torch.bfloat16)
+    context, kv = (bucket, 128) if phase is Phase.CONTEXT else (128, bucket)
+    return TensorParallel(dims, TP_DEGREE).layer_shapes(1, (context,), (kv,), torch.bfloat16)
 
 
 def cases() -> list[tuple[kernels.Variant, Phase, LayerShapes]]:
     found = []
     for variants in kernels.catalogue().values():
-        for variant in (v for v in variants if v.nki and not v.test_only):
+        for variant in (v for v in variants if v.nki and not v.test_only and (LAYERS is None or v.layer in LAYERS)):
             for phase in sorted(variant.phases, key=lambda p: p.value):
-                buckets = KV_BUCKETS if (variant.layer == "attention" and phase is Phase.TOKEN) else KV_BUCKETS[:1]
-                found.extend((variant, phase, real_shapes(kv)) for kv in buckets)
+                if PHASES is not None and phase.value not in PHASES:
+                    continue
+                every = phase is Phase.CONTEXT or variant.layer == "attention"
+                found.extend((variant, phase, real_shapes(b, phase)) for b in (BUCKETS if every else BUCKETS[:1]))
     return found
 
 
@@ -65,7 +73,7 @@ def _median(fn):
 
 def bench(variant: kernels.Variant, phase: Phase, shapes: LayerShapes, calls: dict) -> str:
     params = variant.make_params()
-    key = (variant.layer, phase, variant.transpose_weights, shapes.kv_lengths)
+    key = (variant.layer, phase, variant.transpose_weights, shapes.kv_lengths, shapes.context_lengths)
     if key not in calls:  # drawing real-size weights takes seconds: once per layer, phase and layout
         calls[key] = example_call(variant.layer, phase, shapes, seed=0, transposed=variant.transpose_weights)
     call = calls[key]

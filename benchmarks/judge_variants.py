@@ -59,13 +59,16 @@ def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
         kernels = KernelSet.from_choices({layer: name}, {layer: knobs}, job.conf.platform.executor,
                                          job.conf.platform.target, numerics)
         candidate = job.model(kernels)
-        start, passed, records = time.perf_counter(), True, []
+        start, passed, records, margins, drifts = time.perf_counter(), True, [], [], []
         for prompt in job.prompts:
             def generate_fn(ids: torch.Tensor, prompt=prompt) -> torch.Tensor:
                 remaining = prompt.max_new_tokens - (ids.shape[1] - len(prompt.ids))
                 return job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True).logits
 
-            passed &= logit_validation(torch.tensor([prompt.ids]), generate_fn, expected[prompt.index]).passed
+            result = logit_validation(torch.tensor([prompt.ids]), generate_fn, expected[prompt.index])
+            passed &= result.passed
+            margins.append(result.min_margin)
+            drifts.append(result.max_margin_drift)
             tokens = expected[prompt.index].argmax(dim=-1)[:, 0].tolist()
             records.append(layer_parity(forced_outputs(candidate, list(prompt.ids), tokens, list(job.buckets)),
                                         forced_reference[prompt.index], kernels))
@@ -74,6 +77,7 @@ def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
         rows.append({"model": job.conf.model.name, "tp": job.tp.degree, "variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
                      "own_block_max_mismatch_pct": max((r.mismatch_pct for r in own), default=0.0),
                      "own_block_max_divergence": max((r.max_divergence for r in own), default=0.0),
+                     "min_margin": min(margins), "max_margin_drift": max(drifts),
                      "first_divergence": {p: f"layer {r.layer} {r.block} ({r.kernels})"
                                           for p, r in first_divergent(merged).items()}})
         print(json.dumps(rows[-1]), flush=True)
@@ -96,13 +100,14 @@ def main(argv: list[str]) -> None:
             for mpa in args.mpa:
                 rows += verdicts(job, mpa == "on", args.variants)
                 args.out.write_text(json.dumps(rows, indent=1))
-    print("| model | TP | variant | MPA | gate | worst mismatch % of its blocks | max divergence | first divergence |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | TP | variant | MPA | gate | worst mismatch % of its blocks | max divergence | smallest top-1 "
+          "margin | largest margin drift | first divergence |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         first = "; ".join(f"{k}: {v}" for k, v in r["first_divergence"].items()) or "none"
         print(f"| {r['model']} | {r['tp']} | {r['variant']} | {'on' if r['mpa'] else 'off'} | "
               f"{'pass' if r['passed'] else 'FAIL'} | {r['own_block_max_mismatch_pct']:.1f} | "
-              f"{r['own_block_max_divergence']:.3g} | {first} |")
+              f"{r['own_block_max_divergence']:.3g} | {r['min_margin']:.3g} | {r['max_margin_drift']:.3g} | {first} |")
 
 
 if __name__ == "__main__":

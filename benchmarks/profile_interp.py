@@ -48,7 +48,7 @@ def experts_work():
     from kernels.types import Phase
 
     variant = get("experts", "grouped_v2")
-    call = example_call("experts", Phase.TOKEN, bench_kernels.real_shapes(128), seed=0,
+    call = example_call("experts", Phase.TOKEN, bench_kernels.real_shapes(128, Phase.TOKEN), seed=0,
                         transposed=variant.transpose_weights)
     params = variant.make_params()
     return lambda: interpret(variant, params, call.args, "trn2")

@@ -5,6 +5,8 @@ on, each mirroring a real module (aws-neuron/neuronx-distributed-inference at re
 baseline and any build agree; compile writes what NxDI's builder writes where it writes it (HLO protobufs of
 real XLA schema, NEFF files), and can hit a poisoned compile-cache entry as neuronx-cc reports it.
 
+NxDI's attention and KV-cache manager: tests/nxdi_attention_fake.py.
+
 `install(monkeypatch)` puts every fake module into sys.modules (and the NKI CPU interpreter as `nki`)."""
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.evaluation.logit_validation import logit_validation as project_logit_validation
+from tests import nxdi_attention_fake as attention
 from tests.hlo_schema import hlo_module_class
+from tests.nxdi_attention_fake import CustomRMSNorm, NeuronQwen3MoEAttention
 
 FAKE_VOCAB = 2048  # logits width of the fake device (any token id is a valid input)
 CALLS = {"compile": [], "load": []}  # (class name, path) per call, for tests
@@ -37,6 +42,16 @@ class MoENeuronConfig:
         self.max_new_tokens = None
         self.enable_fused_speculation = False
         self.on_device_sampling_config = None
+        self.torch_dtype = torch.bfloat16
+        self.is_prefill_stage = None  # set per sub-model by NxDI's model wrappers
+        self.qkv_kernel_enabled = False
+        self.sequence_parallel_enabled = False
+        self.normalize_top_k_affinities = True  # Qwen3MoeInferenceConfig.__init__ sets it
+        self.fused_qkv = False
+        self.attn_block_tkg_nki_kernel_enabled = False
+        self.k_cache_transposed = False
+        self.flash_decoding_enabled = False
+        self.is_prefix_caching = False
         self.__dict__.update(kwargs)
         self.max_batch_size = kwargs.get("max_batch_size", self.batch_size)
         self.max_context_length = kwargs.get("max_context_length", self.seq_len)
@@ -66,13 +81,139 @@ def load_pretrained_config(model_path_or_name=None, hf_config=None):
     return load_config
 
 
-# ---- modules/custom_calls.py: CustomRMSNorm
-class CustomRMSNorm(nn.Module):
-    def __init__(self, hidden_size=None, eps=1e-6):
+# ---- models/layer_boundary_marker.py: ModuleMarkerStartWrapper / ModuleMarkerEndWrapper (compiler hints; identity
+# on the values)
+class ModuleMarkerStartWrapper(nn.Module):
+    def forward(self, *args):
+        return args[0] if len(args) == 1 else args
+
+
+class ModuleMarkerEndWrapper(ModuleMarkerStartWrapper):
+    pass
+
+
+# ---- neuronx_distributed modules/moe: RouterTopK (routing.py), Experts (experts.py), ExpertMLPsV2
+# (expert_mlps_v2.py), MoE (model.py), built as modules/moe_v2.py initialize_moe_module builds them for Qwen3-MoE
+# (fp32 router, softmax, normalize_top_k_affinities), for one rank without sequence or expert parallelism.
+class RouterTopK(nn.Module):
+    def __init__(self, num_experts, top_k, hidden_size, dtype=torch.float32):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.hidden_size = hidden_size
-        self.variance_epsilon = eps
+        self.num_experts, self.top_k = num_experts, top_k
+        self.linear_router = nn.Linear(hidden_size, num_experts, dtype=dtype, bias=False)
+
+    def forward(self, hidden_states):
+        router_logits = self.linear_router(hidden_states.to(self.linear_router.weight.dtype)).view(-1, self.num_experts)
+        expert_affinities = torch.softmax(router_logits, dim=1, dtype=torch.float64)  # RouterBase.apply_activation_fn
+        _, expert_index = torch.topk(router_logits, self.top_k)
+        return router_logits, expert_affinities.to(dtype=hidden_states.dtype), expert_index.detach().to(torch.long)
+
+
+class _ExpertWeight(nn.Module):
+    """ExpertFusedColumnParallelLinear / ExpertFusedRowParallelLinear (moe_parallel_layers.py): one rank's
+    [E, in, out] weight."""
+
+    def __init__(self, shape, dtype):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape, dtype=dtype), requires_grad=False)
+
+
+class Experts(nn.Module):
+    """experts.py Experts (glu_mlp, SiLU): forward(hidden_states [E', C, H], expert_indices) -> [E', C, H]."""
+
+    def __init__(self, num_experts, hidden_size, intermediate_per_rank, dtype):
+        super().__init__()
+        self.num_experts = num_experts
+        self.gate_up_proj = _ExpertWeight((num_experts, hidden_size, 2 * intermediate_per_rank), dtype)
+        self.down_proj = _ExpertWeight((num_experts, intermediate_per_rank, hidden_size), dtype)
+
+    def forward(self, hidden_states, expert_indices=None):
+        chosen = slice(None) if expert_indices is None else expert_indices
+        intermediate = torch.matmul(hidden_states, self.gate_up_proj.weight[chosen])
+        gate, up = torch.chunk(intermediate, chunks=2, dim=-1)
+        return torch.matmul(F.silu(gate) * up, self.down_proj.weight[chosen])
+
+
+class _ProcessGroup:
+    def size(self):
+        return 1
+
+
+class ExpertMLPsV2(nn.Module):
+    """expert_mlps_v2.py ExpertMLPsV2 in inference: token generation (seq_len == 1) below the selective-loading
+    threshold runs forward_selective_loading, everything else forward_all_experts (NxD's context encoding picks
+    blockwise for large token counts; the fake keeps the all-experts formula, the same module contract)."""
+
+    def __init__(self, config, dtype):
+        super().__init__()
+        neuron_config = config.neuron_config
+        self.routed_experts_mlp_config = types.SimpleNamespace(
+            num_experts=config.num_experts, top_k=config.num_experts_per_tok,
+            normalize_top_k_affinities=neuron_config.normalize_top_k_affinities,
+            early_expert_affinity_modulation=False)
+        self.moe_expert_model_parallel_group = _ProcessGroup()
+        self.mlp_op = Experts(config.num_experts, config.hidden_size,
+                              config.moe_intermediate_size // neuron_config.tp_degree, dtype)
+
+    def get_mlp_op(self):
+        return self.mlp_op
+
+    def forward_selective_loading(self, hidden_states, expert_affinities, expert_index):
+        tokens = hidden_states.shape[0]
+        chosen = expert_affinities[torch.arange(tokens).unsqueeze(1), expert_index]
+        if self.routed_experts_mlp_config.normalize_top_k_affinities:
+            chosen = F.normalize(chosen, p=1.0, dim=1)
+        rows = [torch.sum(self.mlp_op(hidden_states[t].unsqueeze(0).unsqueeze(1), expert_indices=expert_index[t])
+                          .squeeze(1) * chosen[t].unsqueeze(1), dim=0) for t in range(tokens)]
+        return torch.stack(rows, dim=0)
+
+    def forward_all_experts(self, hidden_states, expert_affinities, expert_index):
+        expert_mask = torch.zeros_like(expert_affinities).scatter(1, expert_index, 1)  # get_expert_mask
+        masked = expert_affinities.masked_fill(torch.eq(expert_mask, 0), 0)  # get_expert_affinities_masked
+        if self.routed_experts_mlp_config.normalize_top_k_affinities:
+            masked = F.normalize(masked, p=1.0, dim=1)
+        mlp_output = self.mlp_op(hidden_states.unsqueeze(0))
+        output = torch.zeros(hidden_states.shape, dtype=hidden_states.dtype)
+        for e in range(self.routed_experts_mlp_config.num_experts):
+            output += mlp_output[e] * masked[:, e].unsqueeze(1)
+        return output
+
+    def forward(self, hidden_states, expert_affinities, expert_index, seq_len, padding_mask=None,
+                expert_affinities_masked_full=None):
+        config = self.routed_experts_mlp_config
+        if seq_len == 1 and hidden_states.shape[0] * config.top_k / config.num_experts < 1.0:
+            return self.forward_selective_loading(hidden_states, expert_affinities, expert_index)
+        return self.forward_all_experts(hidden_states, expert_affinities, expert_index)
+
+
+class MoE(nn.Module):
+    """model.py MoE: forward -> _forward_compute_bound (router on the full hidden states, expert MLPs on [T, H],
+    then the delayed all-reduce, the identity on one rank); moe_fused_tkg only with init_tkg_module."""
+
+    def __init__(self, config, init_tkg_module=False):
+        super().__init__()
+        dtype = config.neuron_config.torch_dtype
+        self.router = RouterTopK(config.num_experts, config.num_experts_per_tok, config.hidden_size)
+        self.expert_mlps = ExpertMLPsV2(config, dtype)
+        self.moe_fused_tkg = nn.Module() if init_tkg_module else None  # moe_fused_tkg.py MoEFusedTKG (not run here)
+        self.return_router_logits = False
+        self.sequence_dimension = 1
+
+    def forward(self, hidden_states, padding_mask=None, is_speculative_decoding=False, residual=None):
+        seq_len = hidden_states.shape[self.sequence_dimension]
+        _, expert_affinities, expert_index = self.router(hidden_states)
+        output = self.expert_mlps(hidden_states.reshape(-1, hidden_states.shape[-1]), expert_affinities,
+                                  expert_index, seq_len=seq_len, padding_mask=padding_mask)
+        return (output.view(hidden_states.shape),)
+
+
+def tiny_config(hidden=256, layers=2, experts=32, top_k=8, intermediate=256, tp_degree=1):
+    """An InferenceConfig as Qwen3MoeInferenceConfig.__init__ leaves it (num_experts_per_tok, moe_intermediate_size,
+    normalize_top_k_affinities), at the tiny model's per-rank shapes (tests/kernels/shapes.py TINY)."""
+    neuron_config = MoENeuronConfig(tp_degree=tp_degree, seq_len=64)
+    return types.SimpleNamespace(neuron_config=neuron_config, hidden_size=hidden, num_hidden_layers=layers,
+                                 rms_norm_eps=1e-6, num_experts=experts, num_experts_per_tok=top_k,
+                                 moe_intermediate_size=intermediate, num_attention_heads=8, num_key_value_heads=4,
+                                 head_dim=32, rope_theta=1e6, max_position_embeddings=4096)
 
 
 def _fake_logits(ids: torch.Tensor) -> torch.Tensor:
@@ -90,11 +231,41 @@ class _SubModel(nn.Module):
 
 
 # ---- models/qwen3_moe/modeling_qwen3_moe.py (+ model_base.py NeuronBaseModel / NeuronBaseForCausalLM)
-class _DecoderLayer(nn.Module):
-    def __init__(self, config):
+class NeuronQwen3MoeDecoderLayer(nn.Module):
+    def __init__(self, config, layer_idx=0):
         super().__init__()
+        self.self_attn = NeuronQwen3MoEAttention(config=config)
+        self.moe_fused_nki_kernel_enabled = getattr(config, "moe_fused_nki_kernel_enabled", False)
         self.input_layernorm = CustomRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = CustomRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mlp = MoE(config, init_tkg_module=self.moe_fused_nki_kernel_enabled).eval()  # initialize_moe_module
+        self.qkv_kernel_enabled = config.neuron_config.qkv_kernel_enabled
+        self.qkv_kernel_fused_rmsnorm = not config.neuron_config.sequence_parallel_enabled
+        self.config = config
+
+    def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_value=None,
+                padding_mask=None, **kwargs):
+        residual = hidden_states
+        qkv_fused_rmsnorm = None
+        hidden_states = ModuleMarkerStartWrapper()(hidden_states)
+        if self.input_layernorm:
+            if self.qkv_kernel_enabled and self.qkv_kernel_fused_rmsnorm:
+                qkv_fused_rmsnorm = self.input_layernorm
+            else:
+                hidden_states = self.input_layernorm(hidden_states)
+        hidden_states, present_key_value, cos_cache, sin_cache = self.self_attn(
+            hidden_states=hidden_states, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_value=past_key_value, rmsnorm=qkv_fused_rmsnorm, **kwargs)
+        hidden_states = residual + hidden_states
+        residual = hidden_states
+        if not self.moe_fused_nki_kernel_enabled:
+            hidden_states = self.post_attention_layernorm(hidden_states)
+        is_speculative_decoding = (self.config.neuron_config.enable_fused_speculation
+                                   and not self.config.neuron_config.is_prefill_stage)
+        hidden_states = self.mlp(hidden_states, padding_mask, is_speculative_decoding=is_speculative_decoding)[0]
+        hidden_states = residual + hidden_states
+        hidden_states = ModuleMarkerEndWrapper()(hidden_states)
+        return (hidden_states, present_key_value, cos_cache, sin_cache, None)
 
 
 class NeuronQwen3MoeModel(nn.Module):
@@ -108,7 +279,7 @@ class NeuronQwen3MoeModel(nn.Module):
         self.hidden_size = config.hidden_size
 
     def init_model(self, config):
-        self.layers = nn.ModuleList([_DecoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layers = nn.ModuleList([NeuronQwen3MoeDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
         self.norm = CustomRMSNorm(self.hidden_size, eps=config.rms_norm_eps)
 
 
@@ -324,11 +495,28 @@ def install(monkeypatch) -> None:
         "neuronx_distributed_inference": {}, "neuronx_distributed_inference.models": {},
         "neuronx_distributed_inference.models.config": {"MoENeuronConfig": MoENeuronConfig,
                                                          "InferenceConfig": InferenceConfig},
+        "neuronx_distributed_inference.models.layer_boundary_marker": {
+            "ModuleMarkerStartWrapper": ModuleMarkerStartWrapper, "ModuleMarkerEndWrapper": ModuleMarkerEndWrapper},
         "neuronx_distributed_inference.models.qwen3_moe": {},
         "neuronx_distributed_inference.models.qwen3_moe.modeling_qwen3_moe": {
             "NeuronQwen3MoeModel": NeuronQwen3MoeModel, "NeuronQwen3MoeForCausalLM": NeuronQwen3MoeForCausalLM,
+            "NeuronQwen3MoeDecoderLayer": NeuronQwen3MoeDecoderLayer, "NeuronQwen3MoEAttention": NeuronQwen3MoEAttention,
             "Qwen3MoeInferenceConfig": Qwen3MoeInferenceConfig},
-        "neuronx_distributed_inference.modules": {}, "neuronx_distributed_inference.modules.generation": {},
+        "neuronx_distributed.modules": {}, "neuronx_distributed.modules.moe": {},
+        "neuronx_distributed.modules.moe.routing": {"RouterTopK": RouterTopK},
+        "neuronx_distributed.modules.moe.experts": {"Experts": Experts},
+        "neuronx_distributed.modules.moe.expert_mlps_v2": {"ExpertMLPsV2": ExpertMLPsV2},
+        "neuronx_distributed.modules.moe.model": {"MoE": MoE},
+        "neuronx_distributed.parallel_layers": {}, "neuronx_distributed.parallel_layers.mappings": {
+            "reduce_from_tensor_model_parallel_region": attention.reduce_from_tensor_model_parallel_region},
+        "neuronx_distributed_inference.modules": {}, "neuronx_distributed_inference.modules.attention": {},
+        "neuronx_distributed_inference.modules.attention.attention_base": {
+            "NeuronAttentionBase": attention.NeuronAttentionBase,
+            "NeuronAttentionBaseOutput": attention.NeuronAttentionBaseOutput},
+        "neuronx_distributed_inference.modules.attention.utils": {"RotaryEmbedding": attention.RotaryEmbedding},
+        "neuronx_distributed_inference.modules.kvcache": {},
+        "neuronx_distributed_inference.modules.kvcache.kv_cache_manager": {"KVCacheManager": attention.KVCacheManager},
+        "neuronx_distributed_inference.modules.generation": {},
         "neuronx_distributed_inference.modules.generation.sampling": {"prepare_sampling_params": prepare_sampling_params},
         "neuronx_distributed_inference.utils": {},
         "neuronx_distributed_inference.utils.hf_adapter": {

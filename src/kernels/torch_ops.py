@@ -2,8 +2,10 @@
 
 All compute with fp32 accumulation and one rounding to the weight's dtype, or to `out_dtype` when given
 (what TensorE and NxDI's bf16 matmuls do; the order of the fp32 additions is unspecified on either side).
-fp32 activations times bf16 weights is the compiled baseline's fused norm -> matmul (kernels.numerics). Measured on this project's
-2-core AVX2 machine (no bf16 arithmetic) for [M, 2048] x [2048, 1536]:
+fp32 activations times bf16 weights is the compiled baseline's fused norm -> matmul (kernels.numerics).
+On a CPU with bf16 dot-product instructions, torch's bf16 products win from two rows on
+(kernels.cpu.has_bf16_dot_product). Measured on an earlier 2-core AVX2 machine (no bf16 arithmetic) for
+[M, 2048] x [2048, 1536]:
 - the native kernel (kernels.cpu, bf16 weights widened in registers): 0.24 ms at M=1, 1.2 ms at M=8;
 - torch bf16: 0.4 ms at M=1 and 3 ms at M=8 with [out, in] storage, 8 ms at M=1 with [in, out] storage;
 - torch fp32 on upcast operands: 10 ms at M=128, against 27 ms native and 43 ms torch bf16.
@@ -26,6 +28,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, out_dtype: torch.dtype | None 
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
         return F.linear(x, weight).to(out_dtype)
     rows = x.numel() // x.shape[-1]
+    if rows > 1 and x.dtype == weight.dtype == out_dtype == torch.bfloat16 and cpu.has_bf16_dot_product():
+        return F.linear(x, weight)
     contiguous_bf16 = weight.is_contiguous() and weight.dtype == torch.bfloat16
     if contiguous_bf16 and rows <= NATIVE_MAX_ROWS and cpu.available():
         return cpu.bf16_linear(x, weight, out_dtype)

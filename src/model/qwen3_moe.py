@@ -125,15 +125,17 @@ class Qwen3Moe:
             partials.append(k.attention(phase, normed, weights, inputs))
         return self.tp.all_reduce(partials, self.tp.rpl_reduce_dtype), hidden  # o_proj: RowParallelLinear
 
-    def moe_block(self, index: int, attention_out: torch.Tensor, hidden: torch.Tensor, phase: Phase
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def moe_block(self, index: int, attention_out: torch.Tensor, hidden: torch.Tensor, phase: Phase,
+                  valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer `index`'s post-attention norm (adding `attention_out` to the residual stream), router and
-        experts over every rank, all-reduced: (MoE output, residual stream)."""
+        experts over every rank, all-reduced: (MoE output, residual stream). `valid` [B * S] marks the real
+        (not padding) tokens; experts variants may leave the others out."""
         k, layer = self.kernels, self.layers[index]
         normed, hidden = k.norm(phase, attention_out, layer.post_attention_norm, self.dims.rms_norm_eps, hidden)
         tokens = normed.reshape(-1, normed.shape[-1])
         affinities, experts = k.router(phase, tokens, layer.router, self.dims.num_experts_per_tok)
-        partials = [k.experts(phase, tokens, affinities, experts, w) for w in layer.experts]
+        extra = () if valid is None else (valid,)
+        partials = [k.experts(phase, tokens, affinities, experts, w, *extra) for w in layer.experts]
         return self.tp.all_reduce(partials).view(hidden.shape), hidden  # MoE output: in its own dtype
 
     def head(self, pending: torch.Tensor, hidden: torch.Tensor, phase: Phase, last: torch.Tensor) -> torch.Tensor:
@@ -159,11 +161,14 @@ class Qwen3Moe:
         `taps(layer, block, output)` sees every layer's all-reduced attention and MoE outputs."""
         batch, seq = input_ids.shape
         rope = rope_tables(positions, self.dims.head_dim, self.dims.rope_theta, self.dtype)
+        valid = None  # context encoding of right-padded prompts: the tokens up to each row's last
+        if last_index is not None and phase is Phase.CONTEXT:
+            valid = (torch.arange(seq).unsqueeze(0) <= last_index.unsqueeze(1)).reshape(-1)
         hidden = self.embed[input_ids]
         pending = None  # the last sublayer's output, added to the residual stream by the next fused norm
         for index in range(len(self.layers)):
             attention_out, hidden = self.attention_block(index, hidden, pending, phase, positions, rope, cache, kv_len)
-            pending, hidden = self.moe_block(index, attention_out, hidden, phase)
+            pending, hidden = self.moe_block(index, attention_out, hidden, phase, valid)
             if taps is not None:
                 taps(index, "attention", attention_out)
                 taps(index, "moe", pending)

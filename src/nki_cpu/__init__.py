@@ -13,7 +13,7 @@ eagerly on NumPy with the hardware's numerics and limits, and every instruction 
 Module map: dtypes (types, rounding), tensor (NkiTensor views, access patterns), memory (buffers,
 allocations, capacity), targets (per-target limits), checks (kernel source lines, failing),
 errors, ops (ALU operators, activation functions), context (the running launch), runtime (jit,
-simulate, grid, run_kernel, recording), gang (grid instances meeting at sendrecv), language /
+simulate, grid, run_kernel, recording), replay (record once, replay later), gang (grid instances meeting at sendrecv), language /
 language_ops (nl), isa/ (nisa by family), install / facade / kernel_typing / compiler (the `nki`
 package shim), legacy (`neuronxcc.nki`), loader (kernel files), trace (the trace contract).
 

@@ -15,7 +15,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _inside: dict[str, bool] = {}
 
 
-def _is_interpreter_file(filename: str) -> bool:
+def is_interpreter_file(filename: str) -> bool:
     hit = _inside.get(filename)
     if hit is None:
         hit = os.path.abspath(filename).startswith(_PACKAGE_DIR)
@@ -31,7 +31,7 @@ def kernel_site() -> tuple[str, int]:
         filename = frame.f_code.co_filename
         hit = inside.get(filename)
         if hit is None:
-            hit = _is_interpreter_file(filename)
+            hit = is_interpreter_file(filename)
         if not hit:
             return filename, frame.f_lineno
         frame = frame.f_back

@@ -6,6 +6,8 @@ directly) a standalone launch for the environment's target is created on demand.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .memory import MemoryTracker
@@ -16,7 +18,8 @@ from .trace import Trace
 class Launch:
     """One kernel launch: every program instance of a grid shares it."""
 
-    def __init__(self, target: Target, kernel_name: str, grid: tuple[int, ...] = (), keep_trace: bool = True):
+    def __init__(self, target: Target, kernel_name: str, grid: tuple[int, ...] = (), keep_trace: bool = True,
+                 taping: bool = False):
         self.target = target
         self.keep_trace = keep_trace
         self.memory = MemoryTracker(target, track=keep_trace)
@@ -35,6 +38,16 @@ class Launch:
         # Set while the instances of a grid run as a gang (runtime.gang), which switches between them.
         self.gang = None
         self._trackers = [self.memory]
+        # Record once, replay later (nki_cpu.replay): the numeric work of every instruction in program order, as
+        # closures over views whose access patterns are resolved, and what a replay needs besides them.
+        self.tape: list[Callable[[], None]] | None = [] if taping else None
+        self.replay_blocker: str | None = None       # why this launch cannot be replayed (None: it can)
+        self.allocations: dict = {}                  # id -> every allocation the kernel made (nl.ndarray)
+        self.written_first: dict[int, bool] = {}     # id -> its first access wrote every byte (no refill needed)
+        self.registers = [self.scalar_accumulator, self.vector_accumulator]
+        self.dynamic_views: list = []                # scalar_offset views resolved since the last record
+        self.region_patches: list[tuple[int, int, int, object]] = []   # (seq, 4 reads / 5 writes, position, view)
+        self._taped = False
 
     def start_instance(self, program_id: tuple[int, ...]) -> None:
         """Each program instance is its own NeuronCore: fresh accumulator registers."""
@@ -49,7 +62,9 @@ class Launch:
         tracker = self.memory.sibling()
         self._trackers.append(tracker)
         pmax = self.scalar_accumulator.shape[0]
-        return InstanceState(program_id, np.zeros(pmax, np.float32), np.zeros(pmax, np.float32), tracker)
+        state = InstanceState(program_id, np.zeros(pmax, np.float32), np.zeros(pmax, np.float32), tracker)
+        self.registers += [state.scalar_accumulator, state.vector_accumulator]
+        return state
 
     def enter(self, state: "InstanceState") -> None:
         """Make `state`'s instance the one that runs."""
@@ -61,13 +76,51 @@ class Launch:
         """Keep what the running instance changed (its shared_hbm cursor) in `state`."""
         state.shared_cursor = self.shared_cursor
 
+    def execute(self, compute: Callable[[], None], instruction: bool = True) -> None:
+        """Do an instruction's numeric work now and, when taping, keep it for replays. `instruction=False` for
+        work that is not an instruction (filling an HBM constant, resolving a scalar offset)."""
+        compute()
+        if self.tape is not None:
+            self.tape.append(compute)
+            self._taped = self._taped or instruction
+
+    def block_replay(self, reason: str) -> None:
+        """The run read tensor values to decide control flow or addresses (or did work the tape lacks)."""
+        if self.replay_blocker is None:
+            self.replay_blocker = reason
+
     def record(self, op: str, engine: str, site: tuple[str, int], operands: tuple, reads: tuple, writes: tuple,
                attrs: dict, dma_bytes: int = 0, macs: int = 0) -> None:
         self.memory.access(site, reads, writes)
+        if self.tape is not None:
+            self._note_tape(op, operands, reads, writes)
         if not self.keep_trace:
             return
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
+
+    def _note_tape(self, op: str, operands: tuple, reads: tuple, writes: tuple) -> None:
+        """Every traced instruction must have taped its work; regions of scalar_offset views are re-made on replay;
+        an allocation whose first access writes all of it densely needs no NaN refill before a replay."""
+        if not self._taped:
+            self.block_replay(f"{op} keeps no replay closure")
+        self._taped = False
+        first = self.written_first
+        for region in reads:
+            first.setdefault(region.alloc, False)
+        for operand, region in zip(operands, writes):      # the written operands come first, in order
+            if region.alloc not in first:
+                alloc = self.allocations.get(region.alloc)
+                first[region.alloc] = alloc is not None and operand[7] and region.partitions == (0, alloc.partitions) \
+                    and region.byte_range == (0, alloc.bytes_per_partition)
+        if self.dynamic_views:
+            seq = len(self._raw)
+            for view in self.dynamic_views:
+                for slot, regions in ((4, reads), (5, writes)):
+                    for position, region in enumerate(regions):
+                        if region is view._region:
+                            self.region_patches.append((seq, slot, position, view))
+            self.dynamic_views.clear()
 
     def finish(self) -> Trace:
         """The trace, once every instance's SBUF/PSUM live ranges have been checked against capacity."""

@@ -81,6 +81,8 @@ def ndarray(shape, dtype, buffer=None, name: str = "", address=None, **_ignored)
                        new_storage(nki_dtype, count), nki_dtype, shape,
                        tuple(address) if address is not None else None, name)
     launch.memory.reserve(alloc)
+    if context.active():
+        launch.allocations[alloc.id] = alloc
     made = row_major_tensor(alloc, name)
     if kind is SHARED_HBM and context.active():
         launch.shared_tensors.append(made)
@@ -113,8 +115,16 @@ def full(shape, fill_value, dtype, buffer=None, name: str = "", **kwargs) -> Nki
     if made.on_chip:
         isa.memset(made, fill_value)
     else:
-        made.np()[...] = np.asarray(fill_value).astype(np.float32).astype(made.dtype.storage)
+        values = np.asarray(fill_value).astype(np.float32).astype(made.dtype.storage)
+        _fill(made, values)
     return made
+
+
+def _fill(made: NkiTensor, values: np.ndarray) -> None:
+    """Initialise a tensor the kernel made; on the tape too, since a replay gives it fresh storage."""
+    def compute():
+        made.np()[...] = values
+    context.current().execute(compute, instruction=False)
 
 
 def zeros_like(a: NkiTensor, dtype=None, buffer=None, name: str = "") -> NkiTensor:
@@ -130,14 +140,14 @@ def shared_constant(constant, dtype=None, **_ignored) -> NkiTensor:
     values = np.load(constant) if isinstance(constant, (str, os.PathLike)) else np.asarray(constant)
     chosen = as_dtype(dtype) if dtype is not None else as_dtype(values.dtype)
     made = ndarray(values.shape, chosen, buffer=SHARED_HBM)
-    made.np()[...] = values.astype(np.float32).astype(chosen.storage) if chosen.is_float else values.astype(chosen.storage)
+    _fill(made, values.astype(np.float32).astype(chosen.storage) if chosen.is_float else values.astype(chosen.storage))
     return made
 
 
 def shared_identity_matrix(n: int, dtype=uint8, **_ignored) -> NkiTensor:
     """An n x n identity in SBUF, ready as a matmul operand (the compiler preloads it)."""
     made = ndarray((int(n), int(n)), dtype, buffer=SBUF)
-    made.np()[...] = np.eye(int(n), dtype=np.float32).astype(made.dtype.storage)
+    _fill(made, np.eye(int(n), dtype=np.float32).astype(made.dtype.storage))
     return made
 
 
@@ -220,6 +230,8 @@ def program_ndim() -> int:
 
 
 def device_print(prefix: str, x: Any, **_ignored) -> None:
+    """Prints on every call, so a launch that prints is interpreted again rather than replayed."""
+    context.current().block_replay("nl.device_print prints on every call")
     values = x.np() if isinstance(x, NkiTensor) else x
     print(prefix, values)
 

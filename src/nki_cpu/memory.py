@@ -85,6 +85,11 @@ def new_storage(dtype: NkiDtype, count: int) -> np.ndarray:
     return np.full(count, _fill_bits(dtype), dtype=f"u{dtype.itemsize}").view(np.uint8)
 
 
+def refill(raw: np.ndarray, dtype: NkiDtype) -> None:
+    """Fill existing storage as `new_storage` fills fresh storage."""
+    raw.view(f"u{dtype.itemsize}").fill(_fill_bits(dtype))
+
+
 @functools.lru_cache(maxsize=None)
 def _fill_bits(dtype: NkiDtype) -> int:
     return int(np.array([fill_value(dtype)], dtype=dtype.storage).view(f"u{dtype.itemsize}")[0])

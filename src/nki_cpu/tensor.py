@@ -11,12 +11,14 @@ executes.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from .checks import fail, kernel_site, usage
+from . import context as _context
+from .checks import fail, is_interpreter_file, kernel_site, usage
 from .dtypes import NkiDtype, as_dtype
 from .errors import NkiIndexError, NkiUnsupportedError
 from .memory import Allocation, Buffer
@@ -60,7 +62,7 @@ def _product(values) -> int:
 class NkiTensor:
     """A tensor or a view of one, in HBM, SBUF or PSUM."""
 
-    __slots__ = ("alloc", "dtype", "shape", "strides", "offset", "indirect", "name", "_np", "_layout",
+    __slots__ = ("alloc", "dtype", "shape", "strides", "offset", "indirect", "name", "_np", "_base", "_layout",
                  "_operands", "_region", "_tile", "via", "__weakref__")
 
     def __init__(self, alloc: Allocation, dtype: NkiDtype, shape: tuple, strides: tuple, offset: int,
@@ -73,6 +75,7 @@ class NkiTensor:
         self.indirect = indirect
         self.name = name or alloc.name
         self._np = None
+        self._base = None        # the allocation's storage `_np` views (a replay gives allocations fresh storage)
         self._layout = None
         self._operands = None
         self._region = None
@@ -281,22 +284,27 @@ class NkiTensor:
 
     def np(self) -> np.ndarray:
         """NumPy view (storage dtype, this tensor's shape) sharing the allocation's memory."""
+        if _taping and not is_interpreter_file(sys._getframe(1).f_code.co_filename):
+            _block_replay("the kernel read tensor values (.np())")
         view = self._np
-        if view is None:
+        raw = self.alloc.raw
+        if view is None or self._base is not raw:
             if self.indirect is not None:
                 raise NkiUnsupportedError("direct access to an indirect view")
             if self._layout is None:
                 self.layout()
             itemsize = self.dtype.itemsize
-            view = np.ndarray(self.shape, self.dtype.storage, self.alloc.raw, self.offset * itemsize,
+            view = np.ndarray(self.shape, self.dtype.storage, raw, self.offset * itemsize,
                               [s * itemsize for s in self.strides])
-            self._np = view
+            self._np, self._base = view, raw
+            if self._tile is not False:
+                self._tile = None
         return view
 
     def tile_view(self) -> np.ndarray | None:
         """[P, F] view (HBM: [1, N]) sharing memory, or None when the free dims do not merge."""
         flat = self._tile
-        if flat is None:
+        if flat is None or (flat is not False and self._base is not self.alloc.raw):
             shape = (self.shape[0], -1) if self.alloc.kind != "hbm" else (1, -1)
             if (self._layout or self.layout()).free_dims > 1:
                 flat = False                 # free dims that do not merge: NumPy would copy
@@ -307,6 +315,16 @@ class NkiTensor:
                     flat = False             # remembered: this view needs a copy
             self._tile = flat
         return None if flat is False else flat
+
+    def move_to(self, offset: int, site: tuple[str, int]) -> None:
+        """Re-place a resolved scalar_offset view (replays resolve it again from the data) and check its bounds."""
+        self.offset = offset
+        self._np = self._base = self._layout = self._region = self._tile = None
+        try:
+            self.layout()
+        except NkiIndexError:
+            fail("indirect access", "scalar_offset must stay inside the tensor",
+                 f"offset {offset} for view {self.shape} of {self.alloc.shape}", site)
 
     def region(self) -> RegionFields:
         """The trace Region's fields (the Trace makes the Region when it is read)."""
@@ -347,6 +365,20 @@ def _run_elems(dims: list[tuple[int, int]], indirect: bool) -> int:
         if indirect:
             break
     return run
+
+
+_taping = 0        # launches that are taping right now (nki_cpu.replay); the .np() guard costs nothing otherwise
+
+
+def set_taping(delta: int) -> None:
+    global _taping
+    _taping += delta
+
+
+def _block_replay(reason: str) -> None:
+    launch = _context.active()
+    if launch is not None:
+        launch.block_replay(reason)
 
 
 def _where() -> str:
@@ -392,28 +424,45 @@ def row_major_tensor(alloc: Allocation, name: str = "") -> NkiTensor:
 
 
 def register_value(index) -> int:
-    """Value of a scalar offset: a VirtualRegister or a 1x1 tensor's first element."""
+    """Value of a scalar offset: a VirtualRegister or a 1x1 tensor's first element (read into Python, so a launch
+    that does this cannot be replayed)."""
     if isinstance(index, NkiTensor):
-        return int(np.asarray(concrete(index).np()).reshape(-1)[0])
+        _block_replay("a register was loaded from tensor data")
+        return _first_value(index)
     value = getattr(index, "value", index)
     return int(value)
 
 
+def _first_value(t: NkiTensor) -> int:
+    return int(np.asarray(concrete(t).np()).reshape(-1)[0])
+
+
 def concrete(t: NkiTensor) -> NkiTensor:
-    """The static view an instruction touches: scalar offsets resolved, vector offsets refused."""
+    """The static view an instruction touches: scalar offsets resolved, vector offsets refused.
+
+    A scalar offset read from an HBM view's index tensor is resolved on the tape as well, so a replay reads the
+    index again, moves the view and checks its bounds; the instruction stream stays the same."""
     indirect = t.indirect
     if indirect is None:
         return t
     if indirect.kind == "vector":
         raise NkiUnsupportedError("vector_offset outside DMA instructions")
-    shifted = t.offset + register_value(indirect.index) * indirect.row_stride
-    resolved = NkiTensor(t.alloc, t.dtype, t.shape, t.strides, shifted, None, t.name)
-    resolved.via = indirect.index
-    try:
-        resolved.layout()
-    except NkiIndexError:
-        fail("indirect access", "scalar_offset must stay inside the tensor",
-             f"offset {shifted} for view {t.shape} of {t.alloc.shape}")
+    index = indirect.index
+    resolved = NkiTensor(t.alloc, t.dtype, t.shape, t.strides, t.offset, None, t.name)
+    resolved.via = index
+    if not isinstance(index, NkiTensor):
+        resolved.move_to(t.offset + register_value(index) * indirect.row_stride, None)
+        return resolved
+    site = kernel_site()
+    launch = _context.active()
+    if launch is None or launch.tape is None or t.alloc.kind != "hbm":
+        if t.alloc.kind != "hbm":
+            _block_replay("an on-chip view has a data-dependent scalar_offset")
+        resolved.move_to(t.offset + _first_value(index) * indirect.row_stride, site)
+        return resolved
+    launch.execute(lambda: resolved.move_to(t.offset + _first_value(index) * indirect.row_stride, site),
+                   instruction=False)
+    launch.dynamic_views.append(resolved)
     return resolved
 
 
@@ -426,6 +475,7 @@ def index_tensor(t: NkiTensor) -> NkiTensor | None:
 def gather_indices(t: NkiTensor) -> tuple[np.ndarray, np.ndarray]:
     """Flat element indices (shape t.shape) of a vector_offset view and the in-bounds mask per element."""
     indirect = t.indirect
+    _block_replay("a vector_offset (indirect DMA) reads its rows from the data")
     rows = np.asarray(concrete(indirect.index).np(), dtype=np.int64).reshape(-1)
     count = t.shape[indirect.dim]
     if rows.size < count:

@@ -9,9 +9,12 @@ import torch
 
 import kernels
 import nki_cpu
+from kernels.attention.launch import decode_arguments
+from kernels.attention.nki_decode import KERNELS
 from kernels.examples import example_call
 from kernels.executors import make_executor
 from kernels.macs import baseline_macs
+from kernels.nki_support import nki_module
 from kernels.slots import KernelSet
 from kernels.types import Phase
 from model.qwen3_moe import rope_tables
@@ -95,6 +98,34 @@ def test_cache_is_written_at_each_rows_position_and_nowhere_else():
         assert torch.equal(cache[~written], before[~written])
         assert (cache[written] != before[written]).any(dim=-1).all()
         assert_close(cache[written], getattr(reference_args[2], name)[written])
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_new_kv_entry_returns_the_rows_the_in_place_entry_writes(cores):
+    """decode_attention_new_kv (for NxDI's KV-cache manager) is decode_attention with the cache read only: the same
+    output and the same instructions bit for bit, and its new k/v are the rows decode_attention writes."""
+    shapes, positions = with_(TINY, batch=3), [63, 0, 17]
+    module = nki_module(KERNELS)
+    params = VARIANT.make_params({"cores": cores})
+    runs = {}
+    for entry in ("decode_attention", "decode_attention_new_kv"):
+        x, w, inputs = decode_call(shapes, positions, max_seq=80)
+        args = decode_arguments(x, w.q_proj.T, w.k_proj.T, w.v_proj.T, w.o_proj.T, w.q_norm, w.k_norm, inputs.cos,
+                                inputs.sin, inputs.positions, inputs.k_cache, inputs.v_cache, inputs.kv_len, w.eps,
+                                params)
+        runs[entry] = nki_cpu.run_kernel(getattr(module, entry), *args, grid=cores), inputs
+    (in_place, written), (new_kv, read) = runs["decode_attention"], runs["decode_attention_new_kv"]
+    out, k_new, v_new = new_kv.outputs
+    assert torch.equal(out, in_place.outputs)
+    untouched = decode_call(shapes, positions, max_seq=80)[2]
+    rows = torch.tensor(positions)
+    for name, new in (("k_cache", k_new), ("v_cache", v_new)):
+        assert torch.equal(getattr(read, name), getattr(untouched, name))  # read only
+        cache = getattr(written, name)
+        assert new.shape == (3, shapes.kv_heads, 1, shapes.head_dim) and new.dtype == cache.dtype
+        assert torch.equal(new[:, :, 0], cache[torch.arange(3), :, rows])
+    ops = [[i.op for i in run.trace.instructions] for run in (in_place, new_kv)]
+    assert ops[0] == ops[1]
 
 
 def test_tolerance_catches_a_mask_off_by_one():

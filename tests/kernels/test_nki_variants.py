@@ -7,11 +7,16 @@ import torch
 import kernels
 from kernels.examples import example_call
 from kernels.executors import make_executor
+from kernels.types import Phase
 from tests.kernels.shapes import SHAPES
 
 NKI_VARIANTS = [v for variants in kernels.catalogue().values() for v in variants if v.nki]
+# A real-shape expert prefill runs ~130 expert blocks through the interpreter: slow (tests/kernels/test_experts_blockwise.py
+# covers it at every TP degree and bucket).
+SLOW = {("experts", Phase.CONTEXT, "real_tp4")}
 CASES = [
-    pytest.param(v, phase, name, id=f"{v.layer}.{v.name}-{phase.value}-{name}")
+    pytest.param(v, phase, name, id=f"{v.layer}.{v.name}-{phase.value}-{name}",
+                 marks=[pytest.mark.slow] if (v.layer, phase, name) in SLOW else [])
     for v in NKI_VARIANTS for phase in sorted(v.phases, key=lambda p: p.value) for name in SHAPES
 ]
 

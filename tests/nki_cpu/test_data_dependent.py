@@ -92,3 +92,39 @@ def test_dynamic_loop_runs_and_traces_as_many_trips_as_the_data_says(rng):
         for _ in range(trips):
             expected = expected + x
         np.testing.assert_array_equal(run.outputs, expected)
+
+
+BODY_RUNS = []
+
+
+@nki.jit
+def sign_branch(x):
+    """Control flow decided by a tensor value read into Python (.np()): the kernel becomes data-dependent."""
+    BODY_RUNS.append(1)
+    tile = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=tile, src=x)
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    if tile.np()[0, 0] > 0:
+        nisa.dma_copy(dst=out, src=tile)
+    else:
+        doubled = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=doubled, data1=tile, data2=tile, op=nl.add)
+        nisa.dma_copy(dst=out, src=doubled)
+    return out
+
+
+def test_a_kernel_that_reads_data_for_control_flow_is_interpreted_on_every_call(rng):
+    x = np.abs(rng.standard_normal((4, 8))).astype(np.float32) + 1
+    BODY_RUNS.clear()
+    first = nki_cpu.run_kernel(sign_branch, x)
+    second = nki_cpu.run_kernel(sign_branch, -x)
+    assert len(BODY_RUNS) == 2 and nki_cpu.replay.cached_keys() == 0
+    np.testing.assert_array_equal(first.outputs, x)
+    np.testing.assert_array_equal(second.outputs, -2 * x)
+    assert first.trace.count_by_op() != second.trace.count_by_op()
+
+
+def test_a_dynamic_loop_is_never_recorded(rng):
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    nki_cpu.run_kernel(repeated_add, x, np.array([[2]], np.int32))
+    assert nki_cpu.replay.cached_keys() == 0

@@ -1,8 +1,10 @@
 """The single-file submission: parses, imports as the contest's main.py imports it (with the NxDI fakes and
 without any of this repository's packages), defines NeuronQwen3MoeForCausalLM on NxDI's class, carries the
-config's choices, and its embedded kernels behave exactly as the CPU home's on the interpreter."""
+config's choices, and its embedded kernels behave exactly as the CPU home's on the interpreter, for every
+variant that has a device slot."""
 import ast
 import importlib
+import importlib.abc
 import inspect
 import sys
 import types
@@ -16,8 +18,9 @@ from kernels.registry import max_relative_error
 from kernels.slots import KernelSet
 from kernels.types import Phase
 from model.neuron.bundle import BUNDLE_PACKAGE, bundled_modules, render
-from model.neuron.slots import NXDI_COMPILER_SETTINGS
+from model.neuron.slots import DEVICE_KERNELS, NXDI_COMPILER_SETTINGS
 from tests import neuron_fakes
+from tests.platforms.slot_checks import CHECKS, fill, resolved_params
 
 CHOICES = {"norm": "nki_rmsnorm", "attention": "baseline", "router": "baseline", "experts": "baseline",
            "lm_head": "baseline"}
@@ -28,6 +31,18 @@ def export(tmp_path, settings=NXDI_COMPILER_SETTINGS) -> str:
     text = render(CHOICES, {"norm": {}}, dict(settings), {"config_hash": "test"})
     (tmp_path / "qwen_with_nki.py").write_text(text)
     return text
+
+
+PROJECT = ("kernels", "model", "pipeline")  # nki_cpu stays: it stands in for the genuine nki package
+
+
+class _NoProject(importlib.abc.MetaPathFinder):
+    """The contest's machine has none of this repository's packages."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in PROJECT:
+            raise ImportError(f"{fullname} is not on the contest's machine")
+        return None
 
 
 @pytest.fixture
@@ -43,21 +58,22 @@ def contest_import(monkeypatch, tmp_path):
     monkeypatch.setattr(nxdi, "get_compiler_args", nxdi.get_compiler_args)  # undo apply_to_baseline
 
     def load():
-        for name in [n for n in sys.modules if n.split(".")[0] in ("kernels", "model", "pipeline", "qwen_with_nki",
-                                                                     BUNDLE_PACKAGE)]:
-            monkeypatch.setitem(sys.modules, name, None if name.split(".")[0] in ("kernels", "model", "pipeline")
-                                else sys.modules[name])
-            if name.split(".")[0] in ("qwen_with_nki", BUNDLE_PACKAGE):
-                monkeypatch.delitem(sys.modules, name)
-        return importlib.import_module("qwen_with_nki")
+        """The import runs with the project's packages unimportable; they are back afterwards (the CPU home's
+        side of the comparisons needs them)."""
+        for name in [n for n in sys.modules if n.split(".")[0] in ("qwen_with_nki", BUNDLE_PACKAGE)]:
+            monkeypatch.delitem(sys.modules, name)
+        hidden = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in PROJECT}
+        sys.meta_path.insert(0, _NoProject())
+        try:
+            return importlib.import_module("qwen_with_nki")
+        finally:
+            sys.meta_path.remove(next(f for f in sys.meta_path if isinstance(f, _NoProject)))
+            sys.modules.update(hidden)
 
     return types.SimpleNamespace(load=load, home=home, nxdi=nxdi)
 
 
-def config(hidden=256, layers=2):
-    neuron_config = neuron_fakes.MoENeuronConfig(tp_degree=1, seq_len=64)
-    return types.SimpleNamespace(neuron_config=neuron_config, hidden_size=hidden, num_hidden_layers=layers,
-                                 rms_norm_eps=1e-6)
+config = neuron_fakes.tiny_config
 
 
 def test_export_parses_and_embeds_the_selected_kernels(tmp_path):
@@ -119,3 +135,27 @@ def test_exported_kernel_behaves_exactly_as_the_cpu_homes(contest_import, tmp_pa
     model = qwen.NeuronQwen3MoeForCausalLM._model_cls(config())
     model.norm.weight.data = weight
     assert torch.equal(model.norm(hidden), expected_slot)
+
+
+@pytest.mark.parametrize("layer,name", sorted(DEVICE_KERNELS))
+def test_each_wired_variant_exports_and_runs_the_cpu_homes_kernel(contest_import, tmp_path, layer, name):
+    """Exported alone, each wired variant's kernel module (and what its slot needs, without the registry and its
+    config libraries) is embedded, imports as main.py imports it, and its slot in the exported model runs the
+    embedded kernel with the CPU home's results (tests/platforms/slot_checks.py)."""
+    choices = {**dict.fromkeys(CHOICES, "baseline"), layer: name}
+    params = resolved_params({layer: name})
+    text = render(choices, params, dict(NXDI_COMPILER_SETTINGS), {"config_hash": "test"})
+    (tmp_path / "qwen_with_nki.py").write_text(text)
+    module, functions = DEVICE_KERNELS[(layer, name)]
+    embedded = bundled_modules(text)
+    assert f"kernels.{module}" in embedded and "kernels.registry" not in embedded, embedded
+    qwen = contest_import.load()
+    cls = qwen.NeuronQwen3MoeForCausalLM
+    assert cls.kernel_choices == choices and qwen.KERNEL_PARAMS == params
+    home = importlib.import_module(f"kernels.{module}")
+    for function in functions:
+        exported = getattr(cls.nki_kernels[layer], function)
+        assert exported.func.__module__ == f"{BUNDLE_PACKAGE}.kernels.{module}"
+        assert inspect.getsource(exported.func) == inspect.getsource(getattr(home, function).func)
+    launched = CHECKS[layer](fill(cls._model_cls(config())), name, Phase.TOKEN, params[layer])
+    assert launched and set(launched) <= set(functions)

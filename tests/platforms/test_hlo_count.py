@@ -92,3 +92,19 @@ def test_kernel_times_attribute_profile_events_to_the_slots_nki_calls():
     ]
     assert kernel_time_metrics(events, calls, "token") == {
         "norm.token.time_us": 4.9, "norm.token.calls": 1, "norm.token.total_us": 4.9}
+
+
+def test_kernel_times_attribute_every_function_of_a_slot_to_its_layer():
+    """A slot may run several kernels (nki_add_rmsnorm: rmsnorm for the input and final norms, add_rmsnorm after
+    attention); each is the slot's layer, and a name containing another's (add_rmsnorm vs rmsnorm) is not confused."""
+    from pipeline.platforms.neuron.kernel_times import nki_calls
+
+    module = HloModuleProto(name="m")
+    main = module.computations.add(name="main")
+    for i, kernel in enumerate(["rmsnorm", "add_rmsnorm", "router_topk", "grouped_v2"], start=1):
+        add(main, i, "custom-call", custom_call_target="AwsNeuronCustomNativeKernel", name=f"custom-call.{i}",
+            backend_config=base64.b64encode(f'{{"kernel_name": "{kernel}"}}'.encode()))
+    calls = nki_calls(module, {"norm": "nki_add_rmsnorm", "router": "nki_topk", "experts": "grouped_v2"})
+    assert calls == {"custom-call.1": "norm", "custom-call.2": "norm", "custom-call.3": "router",
+                     "custom-call.4": "experts"}
+    assert nki_calls(module, {"norm": "nki_rmsnorm"})["custom-call.2"] == "nki_other"

@@ -166,3 +166,24 @@ def test_profile_captures_both_submodels_across_tp_workers(fakes, tracking, tmp_
     for short in ("cte", "tkg"):
         assert {(short, "profile_rank_0.ntff"), (short, "profile_rank_1.ntff"), (short, "summary.json"),
                 (short, "profile.json"), (short, "model.neff")} <= files
+
+
+@pytest.mark.slow
+def test_every_wired_variant_compiles_and_exports_on_the_device(fakes, tracking, tmp_path):
+    """The device platform accepts every variant that has a slot, builds NxDI's model with all of them
+    installed, and exports them into one file."""
+    from model.neuron.bundle import bundled_modules
+    from model.neuron.slots import DEVICE_KERNELS
+
+    wired = ["kernel.norm=nki_add_rmsnorm", "kernel.router=nki_topk", "kernel.experts=grouped_v2",
+             "kernel.attention=nki_decode"]
+    job = run(tmp_path, device_overrides(tmp_path, tracking, "stages=[compile,export]", *wired), "a")
+    (record,) = job_runs(tracking)
+    assert record.info.status == "FINISHED", record.data.tags
+    assert [name for name, _ in fakes["compile"]] == ["NeuronQwen3MoeForCausalLM"] * 2
+    (exported,) = Path(tracking["artifact_root"]).rglob("qwen_with_nki.py")
+    modules = bundled_modules(exported.read_text())
+    assert {f"kernels.{DEVICE_KERNELS[pair][0]}" for pair in [("norm", "nki_add_rmsnorm"), ("router", "nki_topk"),
+                                                                ("experts", "grouped_v2"),
+                                                                ("attention", "nki_decode")]} <= set(modules)
+    assert job.kernels.choices()["experts"] == "grouped_v2" and job.kernels.choices()["attention"] == "nki_decode"

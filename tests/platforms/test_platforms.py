@@ -29,9 +29,9 @@ def compose(tmp_path, *overrides):
 
 def test_unwired_variant_on_the_device_is_a_config_error(monkeypatch, tmp_path):
     neuron_fakes.install(monkeypatch)
-    cfg = compose(tmp_path, "platform=trn3", "kernel.experts=grouped_v2")
-    with pytest.raises(ConfigError, match=r"platform=trn3: kernel.experts=grouped_v2 has no NxDI slot yet \(wired: "
-                                          r"kernel.norm=nki_rmsnorm"):
+    cfg = compose(tmp_path, "platform=trn3", "kernel.lm_head=perturbed")
+    with pytest.raises(ConfigError, match=r"platform=trn3: kernel.lm_head=perturbed has no NxDI slot: is a torch-only "
+                                          r"test variant.*\(wired: kernel.attention=nki_decode, kernel.experts="):
         prepare(cfg, tmp_path)
 
 
@@ -43,8 +43,8 @@ def test_mismatched_target_and_unexportable_choice_are_config_errors(monkeypatch
         prepare(compose(tmp_path, "platform=trn3", "accuracy.reference=transformers"), tmp_path)
     with pytest.raises(ConfigError, match="estimate.lnc=1 but platform.neuron.logical_nc_config=2"):
         prepare(compose(tmp_path, "platform=trn3", "estimate.lnc=1"), tmp_path)
-    with pytest.raises(ConfigError, match="stage export: kernel.router=nki_topk has no NxDI slot yet"):
-        prepare(compose(tmp_path, "stages=[export]", "kernel.router=nki_topk"), tmp_path)
+    with pytest.raises(ConfigError, match="stage export: kernel.lm_head=perturbed has no NxDI slot: is a torch-only"):
+        prepare(compose(tmp_path, "stages=[export]", "kernel.lm_head=perturbed"), tmp_path)
 
 
 def conf_of(tmp_path, *overrides):

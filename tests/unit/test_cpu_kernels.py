@@ -47,7 +47,9 @@ def test_linear_many_shared_and_per_row_inputs():
         assert within_one_ulp(got, reference(row[None], w)[0])
 
 
-def test_torch_ops_route_by_rows_and_storage(monkeypatch):
+@pytest.mark.parametrize("bf16_hardware", [True, False])
+def test_torch_ops_route_by_rows_and_storage(monkeypatch, bf16_hardware):
+    monkeypatch.setattr(cpu, "has_bf16_dot_product", lambda: bf16_hardware)
     g = torch.Generator().manual_seed(1)
     w = torch.randn(48, 64, generator=g).to(torch.bfloat16)
     transposed_storage = w.mT.contiguous().mT  # same values, [in, out] storage

@@ -113,3 +113,15 @@ def test_errors_are_rounded_to_the_decimals_torch_neuronx_uses(rtol, error, pass
     tol_map = {None: (0.0, rtol)}
     check = validate_position(expected, _one_error(expected, error), tol_map, 0.001, False, 0)
     assert check.passed is passes
+
+
+def test_margin_and_its_drift_measure_how_close_a_flip_came():
+    expected = torch.zeros(V)
+    expected[[10, 20, 30]] = torch.tensor([5.0, 4.0, 1.0])  # top-1 margin 1.0
+    actual = expected.clone()
+    actual[20] += 0.25  # the runner-up closes a quarter of the gap: no flip yet
+    check = validate_position(expected, actual, CONTEST_TOL_MAP, 0.001, remove_shift=False, position=0)
+    assert check.margin == 1.0 and check.margin_drift == pytest.approx(0.25) and not check.diverged
+    actual[20] += 1.0  # drift 1.25 > margin 1.0: the token flips
+    flipped = validate_position(expected, actual, CONTEST_TOL_MAP, 0.001, remove_shift=False, position=1)
+    assert flipped.diverged and flipped.margin_drift > flipped.margin

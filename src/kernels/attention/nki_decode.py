@@ -3,9 +3,11 @@ the baseline's numerics (kernels.attention.baseline); context encoding falls bac
 
 The kernel reads the projection weights with the input dim first, so the variant asks the model to store
 them transposed (`transpose_weights`): `w.q_proj.T` is then a contiguous [H, Hq*D] tensor the interpreter
-passes without a copy. The KV cache is written by the kernel, in place. It is launched on both physical
-cores of the logical core (`decode_attention[2]`, LNC=2), which split the weight streaming between them
-and exchange partial sums on chip (nisa.sendrecv); `cores=1` runs it on one core.
+passes without a copy. The KV cache is written by the kernel, in place (`decode_attention`); the device
+slot launches the same program as `decode_attention_new_kv`, which returns the new k/v for NxDI's KV-cache
+manager instead (model.neuron.layer_slots). It is launched on both physical cores of the logical core
+(`decode_attention[2]`, LNC=2), which split the weight streaming between them and exchange partial sums on
+chip (nisa.sendrecv); `cores=1` runs it on one core.
 
 Against the compiled baseline with MPA (kernels.numerics rule 3) its input, the bf16 normed hidden state, is
 the lossy rmsnorm | qkv boundary; its output (o_proj | all-reduce) is free. With MPA off on both sides only
@@ -13,12 +15,12 @@ its documented accumulation-order differences remain.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from kernels.attention.baseline import attention_reference
+from kernels.attention.launch import decode_arguments
 from kernels.executors import Launch
 from kernels.nki_support import nki_module
 from kernels.registry import Variant, register
@@ -130,31 +132,17 @@ def check_shapes(shapes: LayerShapes, params: DecodeAttentionParams) -> list[str
     return problems
 
 
-def _out_heads_early(params: DecodeAttentionParams, kv_len: int) -> int:
-    """o_proj^T heads streamed before the exchanges: enough to cover the exchange's DMA latency once this
-    core's share of the cache (which streams first) is in; a longer cache leaves less of that to cover."""
-    if params.out_heads_early >= 0:
-        return params.out_heads_early
-    return 2 if kv_len <= 256 else 1
-
-
 def run(x: torch.Tensor, weights: AttentionWeights, inputs: AttentionInputs, *, params: DecodeAttentionParams,
         launch: Launch) -> torch.Tensor:
     """x [B, 1, H] -> this rank's o_proj partial [B, 1, H]; the kernel writes the new k and v into the cache."""
     batch, seq, hidden = x.shape
     if inputs.phase is not Phase.TOKEN or seq != 1:
         raise ValueError(f"nki_decode serves token generation (one token per row), got {inputs.phase.value} S={seq}")
-    head_dim = weights.q_norm.shape[0]
-    positions = inputs.positions[:, 0].to(torch.int32).reshape(1, batch)
     kernel = nki_module(KERNELS).decode_attention
-    out = launch(
-        kernel[params.cores] if params.cores > 1 else kernel,
-        x.reshape(batch, hidden), weights.q_proj.T, weights.k_proj.T, weights.v_proj.T, weights.o_proj.T,
-        weights.q_norm, weights.k_norm, inputs.cos.reshape(batch, head_dim), inputs.sin.reshape(batch, head_dim),
-        positions, inputs.k_cache, inputs.v_cache,
-        inputs.kv_len, weights.eps, 1.0 / math.sqrt(head_dim), params.kv_tile, params.q_chunks,
-        _out_heads_early(params, inputs.kv_len), params.out_heads_mid, params.cache_position,
-    )
+    out = launch(kernel[params.cores] if params.cores > 1 else kernel,
+                 *decode_arguments(x, weights.q_proj.T, weights.k_proj.T, weights.v_proj.T, weights.o_proj.T,
+                                   weights.q_norm, weights.k_norm, inputs.cos, inputs.sin, inputs.positions,
+                                   inputs.k_cache, inputs.v_cache, inputs.kv_len, weights.eps, params))
     return out.view(batch, seq, hidden)
 
 

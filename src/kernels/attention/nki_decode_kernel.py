@@ -27,6 +27,8 @@ Work split (P = 128 partitions, D = head_dim, B = batch, G = q heads per KV head
   Tile t holds the columns T p + t (T = H / (n P)), so each partition writes T consecutive outputs.
 - The KV cache is read in blocks of L = ceil(kv_len / kv_tile) consecutive positions per partition
   (one run per partition) and written at each row's position (core 0 the new k, core 1 the new v).
+  `decode_attention_new_kv` is the same program with the cache read only: the new k and v rows go to
+  outputs [B, Hkv, 1, D] instead, for a KV-cache manager that writes the cache itself (NxDI's).
 
 DMAs run in program order on the queues of the partitions they touch, so the program order is the
 streaming order: the small inputs (single runs), q_proj^T, k_proj^T / v_proj^T, the cache,
@@ -435,6 +437,12 @@ def _project_out(out, attn_t, w, first):
     nisa.dma_copy(dst=out.ap(pattern=[[tiles, P], [1, tiles], [hidden, batch]], offset=first), src=out_sb)
 
 
+def _write_new_row(new, row, b, g):
+    """new[b, g, 0] = row [1, D] (SBUF, one DMA queue; cast to new's dtype on the way)."""
+    _, kv_heads, _, head_dim = new.shape
+    nisa.dma_copy(dst=new.ap(pattern=[[head_dim, 1], [1, head_dim]], offset=(b * kv_heads + g) * head_dim), src=row)
+
+
 @nki.jit
 def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
                      kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, out_heads_mid, cache_position):
@@ -444,6 +452,43 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
     program instances. Program order is streaming order (module docstring): the cache goes before (0),
     between (1) or after (2) the q and the k/v weights (`cache_position`); `out_heads_early` heads of
     o_proj^T stream before the partial-sum exchange and `out_heads_mid` more before the cache swap."""
+    caches = (k_cache, v_cache)
+
+    def write_cache(rows, positions_int):
+        for which, row, b, g in rows:
+            _write_cache_slot(caches[which], row, b, g, positions_int[0:1, b:b + 1])
+
+    return _decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
+                             kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, out_heads_mid, cache_position,
+                             write_cache)
+
+
+@nki.jit
+def decode_attention_new_kv(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
+                            kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, out_heads_mid, cache_position):
+    """decode_attention with the cache read only: -> (out [B, H], k_new, v_new [B, Hkv, 1, D] in the cache
+    dtype: the new token's k after q/k norm and RoPE, and its v), for a caller whose KV-cache manager writes
+    the cache (NxDI's). The same program, the new rows stored where decode_attention stores them."""
+    batch, _ = x.shape
+    _, kv_heads, _, head_dim = k_cache.shape
+    new = (nl.ndarray((batch, kv_heads, 1, head_dim), dtype=k_cache.dtype, buffer=nl.shared_hbm),
+           nl.ndarray((batch, kv_heads, 1, head_dim), dtype=v_cache.dtype, buffer=nl.shared_hbm))
+
+    def write_new(rows, positions_int):
+        for which, row, b, g in rows:
+            _write_new_row(new[which], row, b, g)
+
+    out = _decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
+                            kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, out_heads_mid, cache_position,
+                            write_new)
+    return out, new[0], new[1]
+
+
+def _decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions, k_cache, v_cache,
+                      kv_len, eps, scale, kv_tile, q_chunks, out_heads_early, out_heads_mid, cache_position,
+                      store_rows):
+    """The body both entries share; `store_rows([(0 for k, 1 for v, row [1, D], b, g)], positions int32 [1, B])`
+    stores the new rows this core holds, at the point in program order where the cache slots are written."""
     batch, hidden = x.shape
     _, kv_heads, _, head_dim = k_cache.shape
     q_heads = q_w.shape[1] // head_dim
@@ -512,10 +557,9 @@ def decode_attention(x, q_w, k_w, v_w, o_w, q_norm, k_norm, cos, sin, positions,
                      x.dtype)
         _weighted_values(attn_t[:, g * group:(g + 1) * group, b], p, v_rows[:, i, :, :], v_row, blocks, identity)
         if core == 0:
-            slots.append((k_cache, _row_on_partition_0(k_new, identity, x.dtype), b, g))
+            slots.append((0, _row_on_partition_0(k_new, identity, x.dtype), b, g))
         if core == cores - 1:
-            slots.append((v_cache, v_row, b, g))
-    for cache, row, b, g in slots:
-        _write_cache_slot(cache, row, b, g, pos_int[0:1, b:b + 1])
+            slots.append((1, v_row, b, g))
+    store_rows(slots, pos_int)
     _project_out(out, attn_t, w_out, core * cols)
     return out

@@ -34,12 +34,26 @@ def _cache_dir() -> Path:
         return Path(tempfile.gettempdir()) / "nki-moe-pipeline-cpu-kernels"
 
 
-def _cpu_supports_avx2_fma() -> bool:
+@lru_cache(maxsize=1)
+def _cpu_flags() -> set[str]:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return " avx2" in flags and " fma" in flags
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def _cpu_supports_avx2_fma() -> bool:
+    return {"avx2", "fma"} <= _cpu_flags()
+
+
+def has_bf16_dot_product() -> bool:
+    """Whether the CPU multiplies bf16 pairs into fp32 in hardware (AVX512-BF16 or AMX-BF16). There torch's
+    bf16 matrix products (oneDNN) beat the native kernel from two activation rows on: measured on this
+    project's AVX512-BF16 machine for [M, 2048] x [2048, 1536], best of 30, 0.23 against 0.57 ms at M=8 and
+    1.9 against 9.5 ms (native) or 5.3 ms (fp32 upcast) at M=128; the native GEMV stays ahead at M=1
+    (0.11 against 0.17 ms)."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
 def _build(target: Path) -> None:

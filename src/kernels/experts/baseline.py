@@ -15,12 +15,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kernels.experts.selection import uses_selective_loading
 from kernels.numerics import CompilerNumerics, eager
 from kernels.registry import Variant, register
 from kernels.torch_ops import linear_many, matmul
 from kernels.types import ExpertWeights
-
-SELECTIVE_LOADING_THRESHOLD = 1.0  # NxD model_utils.DEFAULT_SELECTIVE_LOADING_THRESHOLD
 
 
 def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: ExpertWeights,
@@ -32,10 +31,6 @@ def _grouped_mlp(rows: torch.Tensor, experts: list[int], counts: list[int], w: E
     products = [matmul(c, w.gate_up[e], numerics.gate_up_dtype()) for e, c in zip(experts, chunks)]
     hidden = numerics.swiglu(*torch.cat(products).chunk(2, dim=-1)).split(counts)
     return torch.cat([matmul(h, w.down[e], numerics.down_dtype()) for e, h in zip(experts, hidden)])
-
-
-def uses_selective_loading(tokens: int, top_k: int, experts: int) -> bool:
-    return tokens * top_k / experts < SELECTIVE_LOADING_THRESHOLD
 
 
 def _selective(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, w: ExpertWeights,
@@ -75,14 +70,18 @@ def experts_scheduled(x: torch.Tensor, affinities: torch.Tensor, index: torch.Te
 
 
 def experts_reference(
-    x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights, params: object = None
+    x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
+    valid: torch.Tensor | None = None, params: object = None,
 ) -> torch.Tensor:
-    """x [T, H], affinities/index [T, top_k] -> this rank's partial output [T, H] (summed across ranks later)."""
+    """x [T, H], affinities/index [T, top_k] -> this rank's partial output [T, H] (summed across ranks later).
+    `valid` [T] (context encoding: the prompt's real tokens) is ignored: NxD runs padding tokens through their
+    experts too; their rows are never read (attention is causal, the logits are a real token's)."""
     return experts_scheduled(x, affinities, index, weights, eager(x.dtype))
 
 
 def experts_compiled(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
-                     params: object = None, *, numerics: CompilerNumerics) -> torch.Tensor:
+                     valid: torch.Tensor | None = None, params: object = None, *,
+                     numerics: CompilerNumerics) -> torch.Tensor:
     """experts_reference with the compiler's roundings; x is the norm's fp32 result under MPA."""
     return experts_scheduled(numerics.cut("moe_input", x), affinities, index, weights, numerics)
 

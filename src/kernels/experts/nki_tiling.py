@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernels.experts.baseline import uses_selective_loading
+from kernels.experts.selection import uses_selective_loading
 from kernels.types import LayerShapes
 
 PARTITIONS = 128  # nl.tile_size.pmax: rows of a K tile, and of an output chunk of hidden

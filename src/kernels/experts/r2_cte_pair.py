@@ -21,7 +21,7 @@ from kernels.types import ExpertWeights, Phase
 
 
 def r2_pair_reference(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
-                      params: object = None) -> torch.Tensor:
+                      valid: torch.Tensor | None = None, params: object = None) -> torch.Tensor:
     return experts_scheduled(x, affinities, index, weights, CompilerNumerics(mpa=True, dtype=x.dtype))
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from kernels.experts.baseline import experts_reference
-from kernels.experts.nki_tiling import equal_chunk, problems
+from kernels.experts.launch import combine, selective_v1_arguments
+from kernels.experts.nki_tiling import problems
 from kernels.nki_support import nki_module
 from kernels.registry import Variant, register
 from kernels.types import ExpertWeights, LayerShapes, Phase
@@ -38,16 +39,10 @@ def check_shapes(shapes: LayerShapes, params: SelectiveV1Params) -> list[str]:
     return problems(shapes, params.intermediate_tile)
 
 
-def combine(outputs: torch.Tensor, affinities: torch.Tensor) -> torch.Tensor:
-    """outputs [T, k, H] scaled by affinities [T, k] and summed over k, as the baseline's selective path."""
-    return (outputs * affinities.unsqueeze(-1)).sum(dim=1)
-
-
 def run(x: torch.Tensor, affinities: torch.Tensor, index: torch.Tensor, weights: ExpertWeights,
         params: SelectiveV1Params, launch) -> torch.Tensor:
     kernels = nki_module(KERNELS)
-    i_chunk = equal_chunk(weights.down.shape[1], params.intermediate_tile)
-    outputs = launch(kernels.selective_v1, x, index.to(torch.int32), weights.gate_up, weights.down, i_chunk)
+    outputs = launch(kernels.selective_v1, *selective_v1_arguments(x, index, weights.gate_up, weights.down, params))
     return combine(outputs.view(*index.shape, -1), affinities)
 
 

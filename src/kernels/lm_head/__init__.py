@@ -1,2 +1,2 @@
 """lm_head variants."""
-from kernels.lm_head import baseline, perturbed  # noqa: F401
+from kernels.lm_head import baseline, nki_tiled, perturbed  # noqa: F401

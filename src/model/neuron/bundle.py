@@ -96,7 +96,7 @@ def render(choices: dict[str, str], params: dict[str, dict], compiler_settings: 
         f"KERNEL_CHOICES = {_literal(choices)}\n"
         f"KERNEL_PARAMS = {_literal(params)}\n"
         f"COMPILER_SETTINGS = {_literal(compiler_settings)}\n"
-        "NeuronQwen3MoeForCausalLM = model_class(KERNEL_CHOICES, COMPILER_SETTINGS, "
+        "NeuronQwen3MoeForCausalLM = model_class(KERNEL_CHOICES, COMPILER_SETTINGS, KERNEL_PARAMS, "
         "kernel_package=_BUNDLE_PACKAGE + '.kernels')\n"
         "apply_to_baseline(COMPILER_SETTINGS)\n",
     ]

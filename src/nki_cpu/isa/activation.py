@@ -10,6 +10,7 @@ import numpy as np
 
 from ..checks import fail, kernel_site
 from ..context import current
+from ..tensor import NkiTensor
 from .common import (accumulate, attrs_of, check_buffers, check_op, check_same_elements, lanes_of, record,
                      resolve, scalar_operand, tile_f32, write)
 from .enums import reduce_cmd as ReduceCmd
@@ -32,26 +33,35 @@ def _activation(instr, dst, op, data, bias, scale, reduce_op, reduce_res, reduce
     check_same_elements(instr, site, "dst", dst, {"data": data})
     parts = data.shape[0]
     reads = {"data": data}
-    values = tile_f32(data)
     factor = scalar_operand(instr, site, scale, parts, "scale", reads, require_fp32=False)
-    if not (isinstance(factor, np.float32) and factor == 1.0):
-        values = values * factor
+    unscaled = not isinstance(scale, NkiTensor) and np.float32(scale) == 1.0
+    shift = None
     if bias is not None:
         if not hasattr(bias, "shape") and launch.target.nc_version < 3:
             fail(instr, "a scalar bias needs NeuronCore-v3 or later", f"bias={bias!r} on {launch.target.name}", site)
-        values = values + scalar_operand(instr, site, bias, parts, "bias", reads, require_fp32=False)
-    out = function.activation(values.astype(np.float32, copy=False))
-    write(dst, out)
+        shift = scalar_operand(instr, site, bias, parts, "bias", reads, require_fp32=False)
     writes = {"dst": dst}
     if reduce_op is not None and getattr(reduce_op, "name", None) != "add":
         fail(instr, "the activation reduce_op must be nl.add", f"reduce_op={reduce_op!r}", site)
-    if int(reduce_cmd) or reduce_res is not None:
-        summed = out.sum(axis=1, dtype=np.float32)
-        registers = accumulate(launch.scalar_accumulator, lanes_of(data), reduce_cmd, summed, np.add, 0.0)
-        if reduce_res is not None:
-            target = resolve(reduce_res)
-            check_buffers(instr, "scalar", site, {"reduce_res": target})
-            write(target, registers)
-            writes["reduce_res"] = target
+    reducing = bool(int(reduce_cmd)) or reduce_res is not None
+    if reduce_res is not None:
+        writes["reduce_res"] = resolve(reduce_res)
+        check_buffers(instr, "scalar", site, {"reduce_res": writes["reduce_res"]})
+    registers, lanes, result = launch.scalar_accumulator, lanes_of(data), writes.get("reduce_res")
+
+    def compute():
+        values = tile_f32(data)
+        if not unscaled:
+            values = values * factor()
+        if shift is not None:
+            values = values + shift()
+        out = function.activation(values.astype(np.float32, copy=False))
+        write(dst, out)
+        if reducing:
+            summed = out.sum(axis=1, dtype=np.float32)
+            regs = accumulate(registers, lanes, reduce_cmd, summed, np.add, 0.0)
+            if result is not None:
+                write(result, regs)
+    launch.execute(compute)
     record(launch, instr, "scalar", site, writes, reads,
            attrs_of(name, None, act=function.name, reduce_cmd=ReduceCmd(reduce_cmd).name))

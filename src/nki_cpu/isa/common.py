@@ -7,6 +7,8 @@ write once through `write` (one rounding to dst.dtype), and `record` the instruc
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..checks import fail, usage
@@ -130,11 +132,8 @@ def tile(t: NkiTensor) -> np.ndarray:
 
 def tile_f32(t: NkiTensor) -> np.ndarray:
     values = t.tile_view()
-    if values is None:               # free dims that do not merge: convert while gathering (one copy, not two)
-        values = t.np()
-        if values.dtype is not _F32:
-            return to_f32(values, t.dtype).reshape((t.shape[0], -1) if t.alloc.kind != "hbm" else (1, -1))
-        return tile(t)
+    if values is None:               # free dims that do not merge: gather the stored values, then convert them
+        values = tile(t)             # (NumPy's astype over a strided, broadcast view is some 20x slower)
     return values if values.dtype is _F32 else to_f32(values, t.dtype)
 
 
@@ -183,8 +182,9 @@ def write_bits(t: NkiTensor, values: np.ndarray) -> None:
 
 
 def scalar_operand(instr: str, site, value, partitions: int, role: str, operands: dict, *,
-                   require_fp32: bool = True):
-    """A per-partition operand: a Python number, or a (P, 1) tensor broadcast along the free dim."""
+                   require_fp32: bool = True) -> Callable[[], np.ndarray | np.float32]:
+    """A per-partition operand: a Python number, or a (P, 1) tensor broadcast along the free dim. Checked now;
+    returns what reads its values, for the instruction's compute closure."""
     if isinstance(value, NkiTensor):
         t = resolve(value)
         if t.alloc.kind == "hbm":
@@ -194,9 +194,10 @@ def scalar_operand(instr: str, site, value, partitions: int, role: str, operands
         if require_fp32 and t.dtype is not float32:
             fail(instr, f"arithmetic {role} tiles must be float32", f"{role} dtype {t.dtype.name}", site)
         operands[role] = t
-        return tile_f32(t)
+        return lambda: tile_f32(t)
     if isinstance(value, (bool, int, float, np.number)):
-        return np.float32(value)
+        number = np.float32(value)
+        return lambda: number
     usage(instr, f"{role} must be a number or a (P, 1) tensor, got {type(value).__name__}", site)
 
 

@@ -57,7 +57,8 @@ def register_load(dst: VirtualRegister, src: NkiTensor) -> None:
 def register_store(dst: NkiTensor, src: VirtualRegister) -> None:
     launch, site = current(), kernel_site()
     target = resolve(dst)
-    write(target, np.full((1, 1), int(src), dtype=np.int64))
+    value = np.full((1, 1), int(src), dtype=np.int64)
+    launch.execute(lambda: write(target, value))
     record(launch, "register_store", "gpsimd", site, {"dst": target}, {}, attrs_of(None, None))
 
 
@@ -115,16 +116,25 @@ class _SendRecv(Rendezvous):
             if sender.src.dtype.name != m.dst.dtype.name or _count(sender.src) != _count(m.dst):
                 usage("nisa.sendrecv", f"instance {m.index} receives {sender.src.shape} {sender.src.dtype.name} "
                                        f"into {m.dst.shape} {m.dst.dtype.name}; sizes and dtypes must match", m.site)
-        received = [meetings[m.recv_from].src.np().copy() for m in meetings]
-        for m, values in zip(meetings, received):
-            view = m.dst.np()
-            view[...] = values.reshape(view.shape)
+        pairs = [(meetings[m.recv_from].src, m.dst) for m in meetings]
+
+        def compute():
+            received = [src.np().copy() for src, _ in pairs]
+            for (_, dst), values in zip(pairs, received):
+                view = dst.np()
+                view[...] = values.reshape(view.shape)
         launch = current()
+        launch.execute(compute, instruction=False)
         for m in meetings:
             gang.switch_to(m.index)
             src = meetings[m.recv_from].src
+            launch.execute(_nothing)       # the exchange above is this instruction's work
             record(launch, "sendrecv", "dma", m.site, {"dst": m.dst}, {"src": src}, m.attrs,
                    dma_bytes=_count(m.dst) * m.dst.dtype.itemsize)
+
+
+def _nothing() -> None:
+    return None
 
 
 def sendrecv(src, dst, send_to_rank, recv_from_rank, pipe_id=0, dma_engine=None, name=None) -> None:

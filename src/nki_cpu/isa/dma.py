@@ -120,21 +120,24 @@ def dma_copy(dst, src, oob_mode=OobMode.error, dge_mode=DgeMode.unknown, engine=
         fail("dma_copy", "src and dst must hold the same number of elements",
              f"src {source.tensor.shape} ({source.count}), dst {target.tensor.shape} ({target.count})", site)
     dst_dtype = target.tensor.dtype
+    if dst_rmw_op is not None and not (isinstance(dst_rmw_op, Op) and dst_rmw_op.name == "add"):
+        fail("dma_copy", "dst_rmw_op supports only nl.add", f"dst_rmw_op={dst_rmw_op!r}", site)
     if dst_rmw_op is None and source.flat is None and target.flat is None:
-        _copy_static(target.tensor, source.tensor)
-        valid = None
+        launch.execute(lambda: _copy_static(target.tensor, source.tensor))
+        moved = target.count
     else:
-        values, valid = source.read()
-        if dst_rmw_op is not None:
-            if not (isinstance(dst_rmw_op, Op) and dst_rmw_op.name == "add"):
-                fail("dma_copy", "dst_rmw_op supports only nl.add", f"dst_rmw_op={dst_rmw_op!r}", site)
-            current_values, _ = target.read()
-            summed = to_f32(current_values, dst_dtype) + to_f32(values, source.tensor.dtype)
-            values = np.asarray(convert(summed, float32, dst_dtype))
-        else:
-            values = convert(values, source.tensor.dtype, dst_dtype)
-        target.write(values, valid)
-    moved = int(valid.sum()) if valid is not None else target.count
+        def compute():
+            values, valid = source.read()
+            if dst_rmw_op is not None:
+                current_values, _ = target.read()
+                summed = to_f32(current_values, dst_dtype) + to_f32(values, source.tensor.dtype)
+                values = np.asarray(convert(summed, float32, dst_dtype))
+            else:
+                values = convert(values, source.tensor.dtype, dst_dtype)
+            target.write(values, valid)
+        launch.execute(compute)
+        valid = source.valid
+        moved = int(valid.sum()) if valid is not None else target.count
     _record(launch, "dma_copy", site, target, [source],
             attrs_of(name, engine, dge_mode=DgeMode(dge_mode).name, oob_mode=OobMode(oob_mode).name,
                      dst_rmw_op="add" if dst_rmw_op is not None else None), moved, read_dst=dst_rmw_op is not None)
@@ -176,10 +179,12 @@ def dma_transpose(dst, src, axes=None, dge_mode=DgeMode.unknown, oob_mode=OobMod
     if target.count != source.count:
         fail("dma_transpose", "src and dst must hold the same number of elements",
              f"src {src_t.shape}, dst {dst_t.shape}", site)
-    values, valid = source.read()
-    moved_values = np.transpose(values.reshape(src_t.shape), chosen).reshape(-1)
-    moved_valid = None if valid is None else np.transpose(valid.reshape(src_t.shape), chosen).reshape(-1)
-    target.write(moved_values, moved_valid)
+    def compute():
+        values, valid = source.read()
+        moved_values = np.transpose(values.reshape(src_t.shape), chosen).reshape(-1)
+        moved_valid = None if valid is None else np.transpose(valid.reshape(src_t.shape), chosen).reshape(-1)
+        target.write(moved_values, moved_valid)
+    launch.execute(compute)
     _record(launch, "dma_transpose", site, target, [source],
             attrs_of(name, None, axes=list(chosen), dge_mode=DgeMode(dge_mode).name), target.count)
 
@@ -203,12 +208,16 @@ def dma_compute(dst, srcs, *args, reduce_op=None, scales=None, unique_indices=Tr
     target = _Side("dma_compute", site, "dst", dst, OobMode.error)
     sides = [_Side("dma_compute", site, f"srcs[{i}]", s, OobMode.error) for i, s in enumerate(sources)]
     _check_sides("dma_compute", site, [target] + sides, DgeMode.unknown, (target.tensor.dtype, target.tensor.dtype))
-    total = np.zeros(target.count, dtype=np.float32)
     for side in sides:
         if side.count != target.count:
             usage("dma_compute", f"{side.role} has {side.count} elements, dst {target.count}", site)
-        values, _ = side.read()
-        total += to_f32(values, side.tensor.dtype)
-    target.write(convert(total, float32, target.tensor.dtype), None)
+
+    def compute():
+        total = np.zeros(target.count, dtype=np.float32)
+        for side in sides:
+            values, _ = side.read()
+            total += to_f32(values, side.tensor.dtype)
+        target.write(convert(total, float32, target.tensor.dtype), None)
+    launch.execute(compute)
     _record(launch, "dma_compute", site, target, sides, attrs_of(name, None, reduce_op="add",
                                                                  sources=len(sides)), target.count)

@@ -47,13 +47,22 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
     check_same_elements("tensor_tensor", site, "dst", dst, {"data1": data1, "data2": data2})
     if alu.bitvec:
         _require_ints("tensor_tensor", site, alu, operands)
-        write_bits(dst, alu.binary(bits(data1), bits(data2)))
+
+        def compute():
+            write_bits(dst, alu.binary(bits(data1), bits(data2)))
     elif integer:
-        write(dst, _INT_EXACT[alu.name](tile(data1).astype(np.int64), tile(data2).astype(np.int64)))
+        exact = _INT_EXACT[alu.name]
+
+        def compute():
+            write(dst, exact(tile(data1).astype(np.int64), tile(data2).astype(np.int64)))
     else:
-        a, b = tile_f32(data1), tile_f32(data2)
-        if not compute_into(dst, alu.binary, a, b):
-            write(dst, alu.binary(a, b))
+        binary = alu.binary
+
+        def compute():
+            a, b = tile_f32(data1), tile_f32(data2)
+            if not compute_into(dst, binary, a, b):
+                write(dst, binary(a, b))
+    launch.execute(compute)
     record(launch, "tensor_tensor", eng, site, {"dst": dst}, {"data1": data1, "data2": data2},
            attrs_of(name, engine, op=alu.name))
 
@@ -82,19 +91,24 @@ def tensor_scalar(dst, data, op0, operand0=None, reverse0=False, op1=None, opera
              ((first, operand0, reverse0, "operand0"), (second, operand1, reverse1, "operand1")) if op is not None]
     if first.bitvec:
         _require_ints("tensor_scalar", site, first, operands)
-        result = bits(data)
-        for op, value, reverse, role in steps:
-            result = _bitvec_step(op, result, None if op.binary is None else _int_operand(value, role, reads), reverse)
-        write_bits(dst, result)
+        chain = [(op, None if op.binary is None else _int_operand(value, role, reads), reverse)
+                 for op, value, reverse, role in steps]
+
+        def compute():
+            result = bits(data)
+            for op, operand, reverse in chain:
+                result = _bitvec_step(op, result, None if operand is None else operand(), reverse)
+            write_bits(dst, result)
     else:
-        result = tile_f32(data)
-        for op, value, reverse, role in steps:
-            if op.binary is None:
-                result = op.unary(result)
-            else:
-                operand = scalar_operand("tensor_scalar", site, value, parts, role, reads)
-                result = _apply_binary(op, result, operand, reverse)
-        write(dst, result)
+        chain = [(op, None if op.binary is None else scalar_operand("tensor_scalar", site, value, parts, role, reads),
+                  reverse) for op, value, reverse, role in steps]
+
+        def compute():
+            result = tile_f32(data)
+            for op, operand, reverse in chain:
+                result = op.unary(result) if operand is None else _apply_binary(op, result, operand(), reverse)
+            write(dst, result)
+    launch.execute(compute)
     record(launch, "tensor_scalar", eng, site, {"dst": dst}, reads,
            attrs_of(name, engine, op0=first.name, op1=second.name if second else None))
 
@@ -115,8 +129,11 @@ def scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0=False
     reads = {"data": data}
     scalar = scalar_operand("scalar_tensor_tensor", site, operand0, data.shape[0], "operand0", reads)
     reads["operand1"] = other
-    result = _apply_binary(first, tile_f32(data), scalar, reverse0)
-    write(dst, _apply_binary(second, result, tile_f32(other), reverse1))
+
+    def compute():
+        result = _apply_binary(first, tile_f32(data), scalar(), reverse0)
+        write(dst, _apply_binary(second, result, tile_f32(other), reverse1))
+    launch.execute(compute)
     record(launch, "scalar_tensor_tensor", "vector", site, {"dst": dst}, reads,
            attrs_of(name, None, op0=first.name, op1=second.name))
 
@@ -131,10 +148,14 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None, dtype=None):
              "engine=scalar", site)
     check_buffers("tensor_copy", eng, site, {"dst": dst, "src": src})
     check_same_elements("tensor_copy", site, "dst", dst, {"src": src})
-    values, kind = tile(src), src.dtype
-    if dtype is not None:
-        values, kind = convert(values, kind, as_dtype(dtype)), as_dtype(dtype)
-    dst.np()[...] = convert(values, kind, dst.dtype).reshape(dst.shape)
+    kind = as_dtype(dtype) if dtype is not None else src.dtype
+
+    def compute():
+        values = tile(src)
+        if dtype is not None:
+            values = convert(values, src.dtype, kind)
+        dst.np()[...] = convert(values, kind, dst.dtype).reshape(dst.shape)
+    launch.execute(compute)
     record(launch, "tensor_copy", eng, site, {"dst": dst}, {"src": src},
            attrs_of(name, engine, dtype=kind.name if dtype is not None else None))
 
@@ -148,10 +169,12 @@ def tensor_copy_predicated(dst, src, predicate, reverse_pred=False, name=None):
     if src.alloc.kind == "psum" and pred.alloc.kind == "psum":
         fail("tensor_copy_predicated", "src and predicate cannot both be in PSUM", "both in PSUM", site)
     check_same_elements("tensor_copy_predicated", site, "dst", dst, {"src": src, "predicate": pred})
-    mask = (tile(pred) != 0) != bool(reverse_pred)
-    current_values = tile(dst)
-    incoming = convert(tile(src), src.dtype, dst.dtype)
-    dst.np()[...] = np.where(mask, incoming, current_values).reshape(dst.shape)
+    def compute():
+        mask = (tile(pred) != 0) != bool(reverse_pred)
+        current_values = tile(dst)
+        incoming = convert(tile(src), src.dtype, dst.dtype)
+        dst.np()[...] = np.where(mask, incoming, current_values).reshape(dst.shape)
+    launch.execute(compute)
     record(launch, "tensor_copy_predicated", "vector", site, {"dst": dst}, {"src": src, "predicate": pred},
            attrs_of(name, None, reverse_pred=bool(reverse_pred)), read_back=("dst",))
 
@@ -168,9 +191,14 @@ def memset(dst, value, engine=Engine.unknown, name=None):
     if dst.dtype.kind == "packed" and value != 0:
         fail("memset", "packed x4 types can only be set to 0", f"value {value!r}", site)
     if dst.dtype.kind == "packed":
-        dst.np()[...] = 0
+        def compute():
+            dst.np()[...] = 0
     else:
-        write(dst, np.full((1, 1), value, dtype=np.float64 if dst.dtype.is_int else np.float32))
+        fill = np.full((1, 1), value, dtype=np.float64 if dst.dtype.is_int else np.float32)
+
+        def compute():
+            write(dst, fill)
+    launch.execute(compute)
     record(launch, "memset", eng, site, {"dst": dst}, {}, attrs_of(name, engine, value=float(value)))
 
 
@@ -179,8 +207,10 @@ def reciprocal(dst, data, name=None):
     dst, data = resolve(dst), resolve(data)
     check_buffers("reciprocal", "vector", site, {"dst": dst, "data": data})
     check_same_elements("reciprocal", site, "dst", dst, {"data": data})
-    with np.errstate(divide="ignore"):
-        write(dst, np.float32(1.0) / tile_f32(data))
+    def compute():
+        with np.errstate(divide="ignore"):
+            write(dst, np.float32(1.0) / tile_f32(data))
+    launch.execute(compute)
     record(launch, "reciprocal", "vector", site, {"dst": dst}, {"data": data}, attrs_of(name, None))
 
 
@@ -193,15 +223,19 @@ def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.i
     check_same_elements("exponential", site, "dst", dst, {"src": src})
     reads = {"src": src}
     shift = scalar_operand("exponential", site, max_value, src.shape[0], "max_value", reads)
-    with np.errstate(over="ignore"):
-        out = np.exp(tile_f32(src) - shift).astype(np.float32)
-    write(dst, out)
-    regs = accumulate(launch.vector_accumulator, lanes_of(src), reduce_cmd, out.sum(axis=1, dtype=np.float32),
-                      np.add, float(reduce_init))
     writes = {"dst": dst}
     if reduce_res is not None:
         writes["reduce_res"] = resolve(reduce_res)
-        write(writes["reduce_res"], regs)
+    registers, lanes, result = launch.vector_accumulator, lanes_of(src), writes.get("reduce_res")
+
+    def compute():
+        with np.errstate(over="ignore"):
+            out = np.exp(tile_f32(src) - shift()).astype(np.float32)
+        write(dst, out)
+        regs = accumulate(registers, lanes, reduce_cmd, out.sum(axis=1, dtype=np.float32), np.add, float(reduce_init))
+        if result is not None:
+            write(result, regs)
+    launch.execute(compute)
     record(launch, "exponential", "vector", site, writes, reads,
            attrs_of(name, None, reduce_cmd=ReduceCmd(reduce_cmd).name))
 
@@ -213,13 +247,15 @@ def _require_ints(instr, site, op, operands):
 
 
 def _int_operand(value, role, reads):
+    """Checked now; returns what reads the operand's bits, for the compute closure."""
     if isinstance(value, NkiTensor):
         t = resolve(value)
         reads[role] = t
-        return bits(t)
+        return lambda: bits(t)
     if value is None:
         usage("tensor_scalar", f"{role} is required for a binary bitvec operator")
-    return np.uint64(int(value) & 0xFFFFFFFFFFFFFFFF)
+    number = np.uint64(int(value) & 0xFFFFFFFFFFFFFFFF)
+    return lambda: number
 
 
 def _bitvec_step(op, values, operand, reverse):

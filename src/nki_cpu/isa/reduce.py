@@ -32,10 +32,13 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
         fail("tensor_reduce", "dst must hold one value per kept element", f"dst {dst.shape} for data {data.shape} "
              f"reduced over {tuple(axes)}", site)
     if alu.bitvec:
-        write_bits(dst, ufunc.reduce(bits(data).reshape(parts, kept, reduced), axis=2))
+        def compute():
+            write_bits(dst, ufunc.reduce(bits(data).reshape(parts, kept, reduced), axis=2))
     else:
-        result = ufunc.reduce(tile_f32(data).reshape(parts, kept, reduced), axis=2, dtype=np.float32)
-        write(dst, -result if negate else result)
+        def compute():
+            result = ufunc.reduce(tile_f32(data).reshape(parts, kept, reduced), axis=2, dtype=np.float32)
+            write(dst, -result if negate else result)
+    launch.execute(compute)
     record(launch, "tensor_reduce", "vector", site, {"dst": dst}, {"data": data},
            attrs_of(name, None, op=alu.name, axis=list(axes), negate=bool(negate)))
 
@@ -49,9 +52,12 @@ def tensor_partition_reduce(dst, op, data, name=None):
         fail("tensor_partition_reduce", "dst must be one partition with data's free size",
              f"dst {dst.shape} for data {data.shape}", site)
     if alu.bitvec:
-        write_bits(dst, ufunc.reduce(bits(data), axis=0, keepdims=True))
+        def compute():
+            write_bits(dst, ufunc.reduce(bits(data), axis=0, keepdims=True))
     else:
-        write(dst, ufunc.reduce(tile_f32(data), axis=0, keepdims=True, dtype=np.float32))
+        def compute():
+            write(dst, ufunc.reduce(tile_f32(data), axis=0, keepdims=True, dtype=np.float32))
+    launch.execute(compute)
     record(launch, "tensor_partition_reduce", "gpsimd", site, {"dst": dst}, {"data": data}, attrs_of(name, None, op=alu.name))
 
 
@@ -63,17 +69,22 @@ def tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, revers
     check_buffers("tensor_scalar_reduce", "vector", site, {"dst": dst, "data": data, "reduce_res": res})
     check_same_elements("tensor_scalar_reduce", site, "dst", dst, {"data": data})
     reads = {"data": data}
-    values = tile_f32(data)
-    if first.binary is None:
-        values = first.unary(values)
-    else:
+    operand = None
+    if first.binary is not None:
         operand = scalar_operand("tensor_scalar_reduce", site, operand0, data.shape[0], "operand0", reads)
-        values = first.binary(operand, values) if reverse0 else first.binary(values, operand)
-    write(dst, values)
-    reduced = ufunc.reduce(values, axis=1, dtype=np.float32)
-    registers = accumulate(launch.vector_accumulator, lanes_of(data), ReduceCmd.reset_reduce, reduced, ufunc,
-                           alu.reduce_identity)
-    write(res, registers)
+    registers, lanes = launch.vector_accumulator, lanes_of(data)
+
+    def compute():
+        values = tile_f32(data)
+        if operand is None:
+            values = first.unary(values)
+        else:
+            value = operand()
+            values = first.binary(value, values) if reverse0 else first.binary(values, value)
+        write(dst, values)
+        reduced = ufunc.reduce(values, axis=1, dtype=np.float32)
+        write(res, accumulate(registers, lanes, ReduceCmd.reset_reduce, reduced, ufunc, alu.reduce_identity))
+    launch.execute(compute)
     record(launch, "tensor_scalar_reduce", "vector", site, {"dst": dst, "reduce_res": res}, reads,
            attrs_of(name, None, op0=first.name, reduce_op=alu.name))
 
@@ -86,16 +97,20 @@ def tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0=False, rev
     check_buffers("tensor_tensor_scan", "vector", site, {"dst": dst, "data0": data0, "data1": data1})
     check_same_elements("tensor_tensor_scan", site, "dst", dst, {"data0": data0, "data1": data1})
     reads = {"data0": data0, "data1": data1}
-    a, b = tile_f32(data0), tile_f32(data1)
-    state = np.broadcast_to(scalar_operand("tensor_tensor_scan", site, initial, a.shape[0], "initial", reads),
-                            (a.shape[0], 1)).astype(np.float32)
-    out = np.empty_like(a)
-    for column in range(a.shape[1]):
-        x = a[:, column:column + 1]
-        step = first.binary(state, x) if reverse0 else first.binary(x, state)
-        state = second.binary(b[:, column:column + 1], step) if reverse1 else second.binary(step, b[:, column:column + 1])
-        out[:, column:column + 1] = state
-    write(dst, out)
+    start = scalar_operand("tensor_tensor_scan", site, initial, data0.shape[0], "initial", reads)
+
+    def compute():
+        a, b = tile_f32(data0), tile_f32(data1)
+        state = np.broadcast_to(start(), (a.shape[0], 1)).astype(np.float32)
+        out = np.empty_like(a)
+        for column in range(a.shape[1]):
+            x = a[:, column:column + 1]
+            step = first.binary(state, x) if reverse0 else first.binary(x, state)
+            state = second.binary(b[:, column:column + 1], step) if reverse1 else \
+                second.binary(step, b[:, column:column + 1])
+            out[:, column:column + 1] = state
+        write(dst, out)
+    launch.execute(compute)
     record(launch, "tensor_tensor_scan", "vector", site, {"dst": dst}, reads,
            attrs_of(name, None, op0=first.name, op1=second.name))
 
@@ -111,16 +126,20 @@ def tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1=None, reduce_cmd=Red
         fail("tensor_scalar_cumulative", "int32/uint32 inputs and outputs are not supported",
              f"src {src.dtype.name}, dst {dst.dtype.name}", site)
     reads = {"src": src}
-    values = first.binary(tile_f32(src), scalar_operand("tensor_scalar_cumulative", site, imm0, src.shape[0], "imm0", reads))
+    operand = scalar_operand("tensor_scalar_cumulative", site, imm0, src.shape[0], "imm0", reads)
     lanes = lanes_of(src)
     registers = launch.vector_accumulator
-    if reduce_cmd in RESETTING:
-        start = alu.reduce_identity if imm1 is None else float(imm1)
-        registers[lanes] = start
-    seeded = np.concatenate([registers[lanes].reshape(-1, 1), values], axis=1)
-    scanned = ufunc.accumulate(seeded, axis=1, dtype=np.float32)[:, 1:]
-    registers[lanes] = scanned[:, -1]
-    write(dst, scanned)
+    start = alu.reduce_identity if imm1 is None else float(imm1)
+
+    def compute():
+        values = first.binary(tile_f32(src), operand())
+        if reduce_cmd in RESETTING:
+            registers[lanes] = start
+        seeded = np.concatenate([registers[lanes].reshape(-1, 1), values], axis=1)
+        scanned = ufunc.accumulate(seeded, axis=1, dtype=np.float32)[:, 1:]
+        registers[lanes] = scanned[:, -1]
+        write(dst, scanned)
+    launch.execute(compute)
     record(launch, "tensor_scalar_cumulative", "vector", site, {"dst": dst}, reads,
            attrs_of(name, None, op0=first.name, op1=alu.name, reduce_cmd=ReduceCmd(reduce_cmd).name))
 
@@ -135,14 +154,16 @@ def bn_stats(dst, data, name=None):
              f"{data.elems_per_partition} elements per partition", site)
     if dst.shape[0] != data.shape[0] or dst.elems_per_partition != 6:
         fail("bn_stats", "dst must hold 6 values per partition", f"dst {dst.shape}", site)
-    values = tile_f32(data)
-    stats = []
-    for half in (values[:, 0::2], values[:, 1::2]):
-        count = half.shape[1]
-        mean = half.mean(axis=1, dtype=np.float32) if count else np.zeros(half.shape[0], np.float32)
-        m2 = ((half - mean[:, None]) ** 2).sum(axis=1, dtype=np.float32)
-        stats += [np.full(half.shape[0], count, np.float32), mean, m2]
-    write(dst, np.stack(stats, axis=1).astype(np.float32))
+    def compute():
+        values = tile_f32(data)
+        stats = []
+        for half in (values[:, 0::2], values[:, 1::2]):
+            count = half.shape[1]
+            mean = half.mean(axis=1, dtype=np.float32) if count else np.zeros(half.shape[0], np.float32)
+            m2 = ((half - mean[:, None]) ** 2).sum(axis=1, dtype=np.float32)
+            stats += [np.full(half.shape[0], count, np.float32), mean, m2]
+        write(dst, np.stack(stats, axis=1).astype(np.float32))
+    launch.execute(compute)
     record(launch, "bn_stats", "vector", site, {"dst": dst}, {"data": data}, attrs_of(name, None))
 
 
@@ -153,11 +174,13 @@ def bn_aggr(dst, data, name=None):
     if data.elems_per_partition % 3 or dst.elems_per_partition != 2 or dst.shape[0] != data.shape[0]:
         fail("bn_aggr", "data holds (count, mean, m2) triples and dst 2 values per partition",
              f"data {data.shape}, dst {dst.shape}", site)
-    groups = tile_f32(data).reshape(data.shape[0], -1, 3).astype(np.float64)
-    counts, means, m2 = groups[..., 0], groups[..., 1], groups[..., 2]
-    total = counts.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (counts * means).sum(axis=1) / total
-        var = (m2 + counts * (means - mean[:, None]) ** 2).sum(axis=1) / total
-    write(dst, np.stack([mean, var], axis=1).astype(np.float32))
+    def compute():
+        groups = tile_f32(data).reshape(data.shape[0], -1, 3).astype(np.float64)
+        counts, means, m2 = groups[..., 0], groups[..., 1], groups[..., 2]
+        total = counts.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (counts * means).sum(axis=1) / total
+            var = (m2 + counts * (means - mean[:, None]) ** 2).sum(axis=1) / total
+        write(dst, np.stack([mean, var], axis=1).astype(np.float32))
+    launch.execute(compute)
     record(launch, "bn_aggr", "vector", site, {"dst": dst}, {"data": data}, attrs_of(name, None))

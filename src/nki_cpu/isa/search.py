@@ -31,9 +31,7 @@ def max8(dst, src, name=None):
     check_buffers("max8", "vector", site, {"dst": dst, "src": src})
     _check_search_input("max8", site, "src", src)
     _check_eight("max8", site, "dst", dst, src.shape[0])
-    values = tile_f32(src)
-    top = -np.sort(-values, axis=1)[:, :8]
-    write(dst, top)
+    launch.execute(lambda: write(dst, -np.sort(-tile_f32(src), axis=1)[:, :8]))
     record(launch, "max8", "vector", site, {"dst": dst}, {"src": src}, attrs_of(name, None))
 
 
@@ -63,9 +61,12 @@ def nc_find_index8(dst, data, vals, name=None):
     _check_eight("nc_find_index8", site, "dst", dst, data.shape[0])
     if dst.dtype.name not in ("uint32", "uint16"):
         fail("nc_find_index8", "dst must be uint32 or uint16", f"dst {dst.dtype.name}", site)
-    index, found = _first_occurrences(tile_f32(data), tile_f32(vals), range(8))
     not_found = np.iinfo(dst.dtype.storage).max
-    dst.np()[...] = np.where(found, index, not_found).astype(dst.dtype.storage).reshape(dst.shape)
+
+    def compute():
+        index, found = _first_occurrences(tile_f32(data), tile_f32(vals), range(8))
+        dst.np()[...] = np.where(found, index, not_found).astype(dst.dtype.storage).reshape(dst.shape)
+    launch.execute(compute)
     record(launch, "nc_find_index8", "vector", site, {"dst": dst}, {"data": data, "vals": vals}, attrs_of(name, None))
 
 
@@ -77,20 +78,25 @@ def nc_match_replace8(dst, data, vals, imm, dst_idx=None, name=None):
     _check_search_input("nc_match_replace8", site, "data", data)
     _check_eight("nc_match_replace8", site, "vals", vals, data.shape[0])
     check_same_elements("nc_match_replace8", site, "dst", dst, {"data": data})
-    values = tile_f32(data)
-    index, found = _first_occurrences(values, tile_f32(vals), range(7, -1, -1))
-    rows = np.repeat(np.arange(values.shape[0])[:, None], 8, axis=1)
-    replaced = values.copy()
-    replaced[rows[found], index[found]] = np.float32(imm)
-    write(dst, replaced)
     writes = {"dst": dst}
+    idx_tensor = None
     if dst_idx is not None:
         idx_tensor = resolve(dst_idx)
         check_buffers("nc_match_replace8", "vector", site, {"dst_idx": idx_tensor})
         _check_eight("nc_match_replace8", site, "dst_idx", idx_tensor, data.shape[0])
-        not_found = np.iinfo(idx_tensor.dtype.storage).max if idx_tensor.dtype.is_int else -1
-        write(idx_tensor, np.where(found, index, not_found))
         writes["dst_idx"] = idx_tensor
+
+    def compute():
+        values = tile_f32(data)
+        index, found = _first_occurrences(values, tile_f32(vals), range(7, -1, -1))
+        rows = np.repeat(np.arange(values.shape[0])[:, None], 8, axis=1)
+        replaced = values.copy()
+        replaced[rows[found], index[found]] = np.float32(imm)
+        write(dst, replaced)
+        if idx_tensor is not None:
+            not_found = np.iinfo(idx_tensor.dtype.storage).max if idx_tensor.dtype.is_int else -1
+            write(idx_tensor, np.where(found, index, not_found))
+    launch.execute(compute)
     record(launch, "nc_match_replace8", "vector", site, writes, {"data": data, "vals": vals},
            attrs_of(name, None, imm=float(imm)))
 
@@ -120,8 +126,10 @@ def nc_stream_shuffle(dst, src, shuffle_mask, name=None):
     if np.any(rows[keep] >= src.shape[0]):
         fail("nc_stream_shuffle", "mask entries must select a partition of src",
              f"mask {mask} for src with {src.shape[0]} partitions", site)
-    target = tile(dst).copy()
-    target[keep] = tile(src)[rows[keep]]
-    dst.np()[...] = target.reshape(dst.shape)
+    def compute():
+        target = tile(dst).copy()
+        target[keep] = tile(src)[rows[keep]]
+        dst.np()[...] = target.reshape(dst.shape)
+    launch.execute(compute)
     record(launch, "nc_stream_shuffle", "vector", site, {"dst": dst}, {"src": src},
            attrs_of(name, None), read_back=("dst",) if 255 in mask else ())

@@ -40,7 +40,8 @@ def iota(dst, pattern, offset=0, channel_multiplier=0, name=None):
     dst = resolve(dst)
     check_buffers("iota", "gpsimd", site, {"dst": dst})
     values = _pattern_values("iota", site, dst, pattern, offset, channel_multiplier)
-    write(dst, values.astype(np.int32).astype(np.float32) if dst.dtype.is_float else values.astype(np.int32))
+    values = values.astype(np.int32).astype(np.float32) if dst.dtype.is_float else values.astype(np.int32)
+    launch.execute(lambda: write(dst, values))
     record(launch, "iota", "gpsimd", site, {"dst": dst}, {}, attrs_of(name, None, offset=int(offset),
                                                                           channel_multiplier=int(channel_multiplier)))
 
@@ -69,7 +70,8 @@ def affine_select(dst, pattern, *args, **kwargs):
     offset = bound.get("offset", 0)
     values = _pattern_values("affine_select", site, dst, pattern, offset, bound["channel_multiplier"])
     mask = cmp.binary(values.astype(np.float32), np.float32(0.0)) != 0
-    write(dst, np.where(mask, tile_f32(on_true), np.float32(bound["on_false_value"])))
+    on_false = np.float32(bound["on_false_value"])
+    launch.execute(lambda: write(dst, np.where(mask, tile_f32(on_true), on_false)))
     record(launch, "affine_select", "gpsimd", site, {"dst": dst}, {"on_true_tile": on_true},
            attrs_of(bound.get("name"), None, cmp_op=cmp.name, offset=int(offset)))
 
@@ -92,11 +94,15 @@ def range_select(dst, on_true_tile, comp_op0, comp_op1, bound0, bound1, reduce_c
     low = scalar_operand("range_select", site, bound0, parts, "bound0", reads)
     high = scalar_operand("range_select", site, bound1, parts, "bound1", reads)
     index = (np.float32(range_start) + np.arange(on_true.elems_per_partition, dtype=np.float32))[None, :]
-    mask = (first.binary(index, low) != 0) & (second.binary(index, high) != 0)
-    out = np.where(mask, tile_f32(on_true), np.float32(on_false_value)).astype(np.float32)
-    write(dst, out)
     writes = {"dst": dst}
-    _reduce_into(launch, "range_select", site, reduce_op, reduce_cmd, reduce_res, out, on_true, writes)
+    fold = _reduce_into(launch, "range_select", site, reduce_op, reduce_cmd, reduce_res, on_true, writes)
+
+    def compute():
+        mask = (first.binary(index, low()) != 0) & (second.binary(index, high()) != 0)
+        out = np.where(mask, tile_f32(on_true), np.float32(on_false_value)).astype(np.float32)
+        write(dst, out)
+        fold(out)
+    launch.execute(compute)
     record(launch, "range_select", "vector", site, writes, reads,
            attrs_of(name, None, comp_op0=first.name, comp_op1=second.name, reduce_cmd=ReduceCmd(reduce_cmd).name))
 
@@ -109,21 +115,30 @@ def select_reduce(dst, predicate, on_true, on_false, reduce_res=None, reduce_cmd
     check_same_elements("select_reduce", site, "dst", dst, {"predicate": pred, "on_true": true_tile})
     reads = {"predicate": pred, "on_true": true_tile}
     false_values = scalar_operand("select_reduce", site, on_false, true_tile.shape[0], "on_false", reads)
-    mask = (tile_f32(pred) != 0) != bool(reverse_pred)
-    out = np.where(mask, tile_f32(true_tile), false_values).astype(np.float32)
-    write(dst, out)
     writes = {"dst": dst}
-    _reduce_into(launch, "select_reduce", site, reduce_op, reduce_cmd, reduce_res, out, true_tile, writes)
+    fold = _reduce_into(launch, "select_reduce", site, reduce_op, reduce_cmd, reduce_res, true_tile, writes)
+
+    def compute():
+        mask = (tile_f32(pred) != 0) != bool(reverse_pred)
+        out = np.where(mask, tile_f32(true_tile), false_values()).astype(np.float32)
+        write(dst, out)
+        fold(out)
+    launch.execute(compute)
     record(launch, "select_reduce", "vector", site, writes, reads,
            attrs_of(name, None, reduce_cmd=ReduceCmd(reduce_cmd).name, reverse_pred=bool(reverse_pred)))
 
 
-def _reduce_into(launch, instr, site, reduce_op, reduce_cmd, reduce_res, out, lanes_tensor, writes):
-    """Fold a per-partition max/min/add of `out` into the VectorE accumulators and read them back."""
+def _reduce_into(launch, instr, site, reduce_op, reduce_cmd, reduce_res, lanes_tensor, writes):
+    """What folds a per-partition max/min/add of an instruction's output into the VectorE accumulators and reads
+    them back (checked now, run in the compute closure)."""
     op, combine = reducer(instr, site, reduce_op, "reduce_op", allowed=("add", "maximum", "minimum", "multiply"))
-    registers = accumulate(launch.vector_accumulator, lanes_of(lanes_tensor), reduce_cmd,
-                           combine.reduce(out, axis=1), combine, op.reduce_identity)
-    if reduce_res is not None:
-        target = resolve(reduce_res)
-        write(target, registers)
+    target = resolve(reduce_res) if reduce_res is not None else None
+    if target is not None:
         writes["reduce_res"] = target
+    registers, lanes = launch.vector_accumulator, lanes_of(lanes_tensor)
+
+    def fold(out):
+        folded = accumulate(registers, lanes, reduce_cmd, combine.reduce(out, axis=1), combine, op.reduce_identity)
+        if target is not None:
+            write(target, folded)
+    return fold

@@ -107,29 +107,34 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     _check_one_bank("nc_matmul", site, target, dst)
     reads = {"stationary": stationary, "moving": moving}
     if is_transpose:
-        _transpose_through_pe(dst, stationary, moving)
+        launch.execute(lambda: _transpose_through_pe(dst, stationary, moving))
         record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
                attrs_of(name, None, is_transpose=True, pe_equivalent_macs=k * m * n))
         return
-    if double_row:
-        product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m), tile_f32(moving).reshape(k, 2, n))
-    else:
-        product = tile_f32(stationary).T @ tile_f32(moving)
+    # Which elements accumulate follows from the instruction stream alone (the flags), so it is settled now.
     flags = _flag_view(dst)
     if accumulate is None:
         accumulated = bool(flags.any())
         everywhere = accumulated and bool(flags.all())
     else:
         accumulated = everywhere = bool(accumulate)
-    if not accumulated:
-        write(dst, product)
-    elif everywhere:
-        if not compute_into(dst, np.add, tile_f32(dst), product):
-            write(dst, tile_f32(dst) + product)
-    else:
-        written = flags.reshape(m, n) != 0
-        write(dst, np.where(written, tile_f32(dst) + product, product))
+    written = flags.reshape(m, n) != 0 if accumulated and not everywhere else None
     flags[...] = _FLAG_SET[flags.dtype.itemsize]
+
+    def compute():
+        if double_row:
+            product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m),
+                                tile_f32(moving).reshape(k, 2, n))
+        else:
+            product = tile_f32(stationary).T @ tile_f32(moving)
+        if not accumulated:
+            write(dst, product)
+        elif everywhere:
+            if not compute_into(dst, np.add, tile_f32(dst), product):
+                write(dst, tile_f32(dst) + product)
+        else:
+            write(dst, np.where(written, tile_f32(dst) + product, product))
+    launch.execute(compute)
     record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
            attrs_of(name, None, accumulate=accumulate, accumulated=accumulated,
                     perf_mode="double_row" if double_row else "none",
@@ -171,8 +176,10 @@ def nc_transpose(dst, data, engine=Engine.unknown, name=None):
         fail("nc_transpose", "dst must be data transposed", f"dst {dst.shape} for data {data.shape}", site)
     if dst.dtype != data.dtype and not (eng == "tensor" and dst.dtype.name == "float32"):
         fail("nc_transpose", "dst keeps data's dtype", f"data {data.dtype.name}, dst {dst.dtype.name}", site)
-    values = np.ascontiguousarray(tile(data).T)
-    dst.np()[...] = convert(values, data.dtype, dst.dtype).reshape(dst.shape)
+    def compute():
+        values = np.ascontiguousarray(tile(data).T)
+        dst.np()[...] = convert(values, data.dtype, dst.dtype).reshape(dst.shape)
+    launch.execute(compute)
     macs = parts * parts * free if eng == "tensor" else 0
     record(launch, "nc_transpose", eng, site, {"dst": dst}, {"data": data},
            attrs_of(name, engine, pe_equivalent_macs=macs or None))

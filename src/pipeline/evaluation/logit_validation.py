@@ -28,6 +28,8 @@ class PositionResult:
     diverged: bool
     divergence_gap: float | None  # |actual[actual_argmax] - actual[expected_argmax]| when diverged
     passed: bool
+    margin: float = math.inf  # expected top-1 minus top-2 logit: how sure the reference is
+    margin_drift: float = 0.0  # how far the actual logits moved that gap; a drift above the margin flips the token
 
 
 @dataclass
@@ -39,6 +41,14 @@ class ValidationResult:
     @property
     def divergences(self) -> list[int]:
         return [p.position for p in self.positions if p.diverged]
+
+    @property
+    def min_margin(self) -> float:
+        return min((p.margin for p in self.positions), default=math.inf)
+
+    @property
+    def max_margin_drift(self) -> float:
+        return max((p.margin_drift for p in self.positions), default=0.0)
 
     @property
     def max_errors(self) -> dict[str, float]:
@@ -96,7 +106,19 @@ def validate_position(
     diverged = expected_argmax != actual_argmax
     gap = float((a[actual_argmax] - a[expected_argmax]).abs()) if diverged else None
     divergence_ok = not diverged or gap < divergence_tol
-    return PositionResult(position, errors, tolerated, diverged, gap, tolerated and divergence_ok)
+    margin, drift = _margin(e, a)
+    return PositionResult(position, errors, tolerated, diverged, gap, tolerated and divergence_ok, margin, drift)
+
+
+def _margin(expected: torch.Tensor, actual: torch.Tensor) -> tuple[float, float]:
+    """Not part of the contest's check: the reference's top-1 minus top-2 logit, and how much the actual logits
+    changed that difference. Together they say how close a position came to a token flip, which the gate
+    fails at once (divergence tolerance 0.001): a model whose margins are smaller than the drift would flip."""
+    if expected.numel() < 2:
+        return math.inf, 0.0
+    top = torch.topk(expected, 2).indices
+    margin = float(expected[top[0]] - expected[top[1]])
+    return margin, abs(float(actual[top[0]] - actual[top[1]]) - margin)
 
 
 def logit_validation(

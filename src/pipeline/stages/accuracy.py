@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,9 +79,10 @@ def _write_positions(path, result: ValidationResult) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         keys = list(result.positions[0].errors) if result.positions else []
-        writer.writerow(["position", *keys, "diverged", "divergence_gap", "passed"])
+        writer.writerow(["position", *keys, "diverged", "divergence_gap", "passed", "margin", "margin_drift"])
         for p in result.positions:
-            writer.writerow([p.position, *(p.errors[k] for k in keys), p.diverged, p.divergence_gap, p.passed])
+            writer.writerow([p.position, *(p.errors[k] for k in keys), p.diverged, p.divergence_gap, p.passed,
+                             p.margin, p.margin_drift])
 
 
 def _layer_parity(job: Job, candidate: Qwen3Moe, reference: Qwen3Moe, prompt: Prompt,
@@ -135,6 +137,8 @@ class AccuracyStage:
             metrics[f"p{prompt.index}.passed"] = float(result.passed)
             metrics[f"p{prompt.index}.divergences"] = len(result.divergences)
             metrics.update({f"p{prompt.index}.max_err_{k}": v for k, v in result.max_errors.items()})
+            metrics[f"p{prompt.index}.min_margin"] = result.min_margin
+            metrics[f"p{prompt.index}.max_margin_drift"] = result.max_margin_drift
             report.append({"prompt": prompt.index, "tokens_checked": new, "status": result.status(),
                            "divergences": result.divergences, "max_errors": result.max_errors,
                            "generate_calls": result.generate_calls})
@@ -142,14 +146,18 @@ class AccuracyStage:
         (out_dir / "report.json").write_text(json.dumps({"reference": settings.reference, "prompts": report}, indent=2))
         passed = sum(r["status"].startswith("passed") for r in report)
         worst = nan_max(m for k, m in metrics.items() if "max_err_top_all" in k) if report else 0.0
+        margin = min((m for k, m in metrics.items() if k.endswith(".min_margin")), default=math.inf)
+        drift = max((m for k, m in metrics.items() if k.endswith(".max_margin_drift")), default=0.0)
         tags, where = {}, ""
         if parity:
             tags, where = _log_parity(out_dir, merge(parities), metrics)
         return StageResult(
             metrics={"passed": float(all_passed), **metrics},
-            headline={"passed": float(all_passed), "max_err_top_all": worst},
+            headline={"passed": float(all_passed), "max_err_top_all": worst, "min_margin": margin,
+                      "max_margin_drift": drift},
             tags={"accuracy.gate": "passed" if all_passed else "failed", "accuracy.reference": settings.reference,
                   **tags},
-            summary=f"{'PASSED' if all_passed else 'FAILED'} vs {settings.reference}: {passed}/{len(report)} prompts{where}",
+            summary=(f"{'PASSED' if all_passed else 'FAILED'} vs {settings.reference}: {passed}/{len(report)} prompts"
+                     f"; top-1 margin >= {margin:.3g}, drift <= {drift:.3g}{where}"),
             data={"passed": all_passed, "per_prompt": {r["prompt"]: r["status"].startswith("passed") for r in report}},
         )

@@ -4,7 +4,7 @@ The profile's event JSON (`neuron-profile view --output-format json`: `instructi
 `duration` and `hlo_name`, e.g. "%add.1 = add(%dot, %custom-call.44)"; SDK neuron-profile-user-guide.rst)
 names the HLO instruction each device instruction belongs to. The sub-model's HLO says which instructions are
 NKI custom calls (target AwsNeuronCustomNativeKernel) and, through the kernel name in their backend config,
-which device slot's `@nki.jit` function each one runs (model.neuron.slots.DEVICE_KERNELS). A call's time is
+which device slot's `@nki.jit` functions each one runs (model.neuron.slots.DEVICE_KERNELS). A call's time is
 the span of its instructions (first start to last end); `<layer>.<phase>.time_us` is the mean over the
 graph's calls of that kernel, beside the cost model's `est.<layer>.<phase>.time_us` (one call, all launches).
 
@@ -25,8 +25,8 @@ HLO_NAME = re.compile(r"^%?([\w.\-]+)")
 
 def nki_calls(module, choices: dict[str, str]) -> dict[str, str]:
     """HLO instruction name -> layer (or "nki_other") of every NKI custom call in the module."""
-    functions = {DEVICE_KERNELS[(layer, name)][1]: layer
-                 for layer, name in choices.items() if (layer, name) in DEVICE_KERNELS}
+    functions = {function: layer for layer, name in choices.items() if (layer, name) in DEVICE_KERNELS
+                 for function in DEVICE_KERNELS[(layer, name)][1]}
     calls = {}
     for computation in module.computations:
         for instruction in computation.instructions:

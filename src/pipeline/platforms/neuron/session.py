@@ -106,7 +106,7 @@ class NeuronSession:
         from model.neuron.qwen3_moe_nki import model_class
         from pipeline.stages.export import compiler_settings
 
-        return model_class(build.choices, compiler_settings(self.job.conf))
+        return model_class(build.choices, compiler_settings(self.job.conf), build.params)
 
     def _environment(self, build: Build):
         """NxDI reads BASE_COMPILE_WORK_DIR when it builds a model's sub-model wrappers (models/model_wrapper.py
