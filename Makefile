@@ -28,7 +28,9 @@ run: setup
 test: setup $(HLO_SCHEMA)
 	$(PY) -m pytest -q $(ARGS)
 
+# The printed links open the runs table in the classic layout with the headline view (src/pipeline/tracking/ui.py).
 ui: setup
+	-$(PY) -m pipeline.tracking.ui sqlite:///$(CURDIR)/mlflow.db http://127.0.0.1:5000
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 \
 		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlruns
 

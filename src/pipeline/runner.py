@@ -13,17 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.validate import to_pipeline_conf, validate
 from pipeline.identity import all_baseline, config_hash, digest, kernel_set_label, run_key, workload_key
 from pipeline.job import Job
 from pipeline.platforms import platform_for
-from pipeline.report import StageLine, summary_table
+from pipeline.report import StageLine, as_description, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
+from pipeline.tracking.names import overrides_label
 from pipeline.tracking.record import config_record, stage_record
 from pipeline.tracking.store import PARENT_RUN_ENV, Store, check_reachable
+from pipeline.tracking.ui import experiment_url
 
 log = logging.getLogger(__name__)
 
@@ -99,27 +102,13 @@ def flatten(values: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-NOT_NAMED = ("tracking.", "paths.", "hydra", "force")  # overrides that do not change what a job measures
-SHORT_PREFIXES = ("kernel.", "kernel_params.")  # no other top-level key starts with a layer name
-MAX_NAME_VALUE = 40
-
-
-def _short_override(override: str) -> str:
-    key, _, value = override.lstrip("+").partition("=")
-    for prefix in SHORT_PREFIXES:
-        key = key.removeprefix(prefix)
-    if len(value) > MAX_NAME_VALUE:
-        value = value[: MAX_NAME_VALUE - 3] + "..."
-    return f"{key}={value}"
+UI_SERVER = "http://127.0.0.1:5000"  # `make ui`
 
 
 def run_name(conf, overrides: list[str]) -> str:
     """The overrides as typed, minus the `kernel.` / `kernel_params.` prefixes (`lm_head=perturbed
     lm_head.relative_noise=0.1`); long values are shortened (the `overrides` tag keeps them whole)."""
-    if conf.tracking.run_name:
-        return conf.tracking.run_name
-    shown = [_short_override(o) for o in overrides if not o.lstrip("+~").startswith(NOT_NAMED)]
-    return " ".join(shown) or "default"
+    return conf.tracking.run_name or overrides_label(overrides) or "default"
 
 
 def prepare(cfg: DictConfig, output_dir: Path) -> Job:
@@ -150,6 +139,7 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
         return done
     tags = {
         "run_key": key,
+        "kind": "job",  # the UI's headline view lists these (tracking.ui)
         "config_hash": config_hash(conf),
         "workload_key": workload_key(conf),
         "all_baseline": str(all_baseline(conf)).lower(),
@@ -187,15 +177,18 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
         failed = next((f"{l.name}: {l.summary}" for l in lines if l.status == "FAILED"), None)
         if failed:
             store.log(run_id, tags={ERROR_TAG: failed})
-        store.end(run_id, status)
-        if status == "KILLED" and parent:
-            store.end(parent, "KILLED")
         footer = [
             f"outputs: {job.output_dir}",
             f"MLflow:  run {run_id} ({status}) in experiment '{conf.tracking.experiment}'; "
-            f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri})",
+            f"browse with `make ui` (mlflow server --backend-store-uri {conf.tracking.uri}), then open",
+            f"         {experiment_url(UI_SERVER, store.experiment_id)}",
         ]
-        print("\n" + summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer), flush=True)
+        table = summary_table(f"pipeline job: {run_name(conf, overrides)}", lines, footer)
+        store.log(run_id, tags={MLFLOW_RUN_NOTE: as_description(table)})
+        store.end(run_id, status)
+        if status == "KILLED" and parent:
+            store.end(parent, "KILLED")
+        print("\n" + table, flush=True)
     if interrupt is not None:
         raise interrupt
     if status == "FAILED":

@@ -23,9 +23,14 @@ def test_default_pipeline_runs_every_stage(tracking, tmp_path):
     assert metrics["accuracy.passed"] == 1.0
     assert metrics["latency.e2e_p99_ms"] > 0 and metrics["latency.throughput_tok_s"] > 0
     assert metrics["latency.ttft_ms"] > 0 and metrics["latency.tpot_ms"] > 0
-    assert metrics["score.contest_mean"] == 1.0  # the baseline scored against itself
-    assert metrics["score.contest"] == 2.0  # the contest sums over prompts (smoke: two)
+    assert metrics["score.cpu_time_mean"] == 1.0  # the baseline scored against itself
+    assert metrics["score.cpu_time"] == 2.0  # the contest sums over prompts (smoke: two)
+    assert metrics["score.cpu_time_min"] <= metrics["score.cpu_time_median"] and metrics["score.cpu_time_spread"] >= 0
+    assert "score.contest" not in metrics and metrics["latency.est.score"] > 0  # the CPU headline: the estimate
     tags = job.data.tags
+    description = tags["mlflow.note.content"]  # the summary table, as printed
+    assert description.startswith("```\npipeline job: latency.runs=1 ") and description.endswith("```")
+    assert all(f"  {s}" in description for s in STAGES) and description.strip("`\n") in result.stdout
     assert tags["kernels"] == "norm=baseline,attention=baseline,router=baseline,experts=baseline,lm_head=baseline"
     assert len(tags["config_hash"]) == 16 and tags["platform"] == "cpu" and tags["git_commit"]
     assert job.data.params["parallel.tp_degree"] == "1" and job.data.params["kernel.experts"] == "baseline"

@@ -24,10 +24,12 @@ from pipeline.stages.base import StageResult, register_stage
 from pipeline.stages.compile import mac_ratio
 
 HEADLINE = ("e2e_p50_ms", "e2e_p99_ms", "throughput_tok_s", "ttft_ms", "tpot_ms")
+RUNS_KEY = "e2e_runs_ms"
 
 
-def measure(job: Job, kernels, label: str) -> dict[int, dict[str, float]]:
-    """Per prompt index: e2e_p50_ms, e2e_p99_ms, throughput_tok_s, ttft_ms, tpot_ms."""
+def measure(job: Job, kernels, label: str) -> dict[int, dict]:
+    """Per prompt index: e2e_p50_ms, e2e_p99_ms, throughput_tok_s, ttft_ms, tpot_ms, and RUNS_KEY (each timed
+    run's e2e, for the score's spread over repeats)."""
     settings = job.conf.latency
     model = job.model(kernels)
     total = sum((settings.warmup + settings.runs) * p.max_new_tokens for p in job.prompts)
@@ -35,7 +37,7 @@ def measure(job: Job, kernels, label: str) -> dict[int, dict[str, float]]:
     return {p.index: _measure_prompt(job, model, p, progress) for p in job.prompts}
 
 
-def _measure_prompt(job: Job, model, prompt: Prompt, progress: Progress) -> dict[str, float]:
+def _measure_prompt(job: Job, model, prompt: Prompt, progress: Progress) -> dict:
     settings = job.conf.latency
     for _ in range(settings.warmup):
         job.generate(model, prompt.ids, prompt.max_new_tokens, progress=progress)
@@ -48,6 +50,7 @@ def _measure_prompt(job: Job, model, prompt: Prompt, progress: Progress) -> dict
         "throughput_tok_s": settings.runs * prompt.total_length * job.conf.workload.batch_size / (e2e.sum() / 1000),
         "ttft_ms": statistics.fmean(r.ttft_s for r in runs) * 1000,
         "tpot_ms": statistics.fmean(steps) * 1000 if steps else 0.0,
+        RUNS_KEY: e2e.tolist(),
     }
 
 
@@ -88,7 +91,7 @@ class LatencyStage:
         out = job.stage_dir(self.name)
         per_prompt = measure(job, job.kernels, "latency")
         (out / "latency.json").write_text(json.dumps(per_prompt, indent=2))
-        metrics = {f"p{i}.{k}": v for i, m in per_prompt.items() for k, v in m.items()}
+        metrics = {f"p{i}.{k}": m[k] for i, m in per_prompt.items() for k in HEADLINE}
         head = headline(per_prompt)
         estimate = estimate_job(job, nki_ratio(job))
         write_breakdown(estimate, job.kernels.choices(), out)

@@ -3,9 +3,11 @@
 It runs in the launching process before any job starts, which also initialises the SQLite store once:
 parallel workers migrating a fresh database at the same time race (measured: 3 of 3 joblib trials failed).
 The parent id reaches jobs through the environment (inherited by loky and submitit workers) and a file in
-the sweep directory. An unreachable tracking store stops the sweep before any job, in one line. At the end it
-prints the sweep's summary from the record (so it holds for jobs in other processes and machines): every job
-that failed with its error, and those skipped as already done; a failure makes the exit status 1.
+the sweep directory. An unreachable tracking store stops the sweep before any job, in one line. When the sweep
+ends the parent gets the comparison of its jobs (tracking.comparison): the table as its description and as
+artifacts with a plot, and summary metrics. Then it prints the sweep's summary from the record (so it holds for
+jobs in other processes and machines): every job that failed with its error, and those skipped as already done;
+a failure makes the exit status 1.
 """
 from __future__ import annotations
 
@@ -19,9 +21,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig
 
 import kernels
+from pipeline.tracking.comparison import comparison_rows, summary_metrics, to_markdown, write_comparison
+from pipeline.tracking.names import overrides_label
 from pipeline.tracking.store import PARENT_RUN_ENV, Store, TrackingUnavailable, check_reachable
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,8 @@ class MlflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = " ".join(config.hydra.overrides.task)
         self.parent_run_id = self.store.start_run(
-            f"sweep {overrides}".strip(), tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"}
+            f"sweep {overrides_label(list(config.hydra.overrides.task))}".strip(),
+            tags={"sweep.dir": str(sweep_dir), "sweep.overrides": overrides, "kind": "sweep"},
         )
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         _open_sweep.append((self.store, self.parent_run_id))
@@ -89,7 +95,14 @@ class MlflowSweepCallback(Callback):
         failed = [r for r in children if r.info.status != RunStatus.to_string(RunStatus.FINISHED)]
         status = "FAILED" if failed else "FINISHED"
         _open_sweep.clear()
-        self.store.end(self.parent_run_id, status)
+        try:  # the parent is closed whatever happens to its comparison
+            rows = comparison_rows(children)
+            out = Path(config.hydra.sweep.dir) / "comparison"
+            write_comparison(rows, out)
+            self.store.log_artifacts(self.parent_run_id, out, "comparison")
+            self.store.log(self.parent_run_id, metrics=summary_metrics(rows), tags={MLFLOW_RUN_NOTE: to_markdown(rows)})
+        finally:
+            self.store.end(self.parent_run_id, status)
         parent_tags = self.store.client.get_run(self.parent_run_id).data.tags
         skipped = sorted(v for k, v in parent_tags.items() if k.startswith(SKIPPED_TAG))
         lines = [f"sweep: {len(children) + len(skipped)} job(s): {len(children) - len(failed)} finished, "

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline.tracking.record import rounded
+from pipeline.tracking.ui import stale_tags
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,17 @@ class Store:
         """A tracking server keeps artifacts where its --artifacts-destination says (clients upload through it, from
         any machine); a local store under `artifact_root`."""
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        served = self.uri.startswith(("http://", "https://"))
-        location = None if served else (Path(artifact_root) / name).resolve().as_uri()
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except MlflowException:  # another job created it first
-            return self.client.get_experiment_by_name(name).experiment_id
+        if found is None:
+            served = self.uri.startswith(("http://", "https://"))
+            location = None if served else (Path(artifact_root) / name).resolve().as_uri()
+            try:
+                self.client.create_experiment(name, artifact_location=location)
+            except MlflowException:  # another job created it first
+                pass
+            found = self.client.get_experiment_by_name(name)
+        for key, value in stale_tags(found.tags).items():  # where `mlflow ui` opens (tracking.ui)
+            self.client.set_experiment_tag(found.experiment_id, key, value)
+        return found.experiment_id
 
     def start_run(self, name: str, parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> str:
         all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
