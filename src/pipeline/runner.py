@@ -20,7 +20,7 @@ from pipeline.config.validate import to_pipeline_conf, validate
 from pipeline.identity import all_baseline, config_hash, digest, kernel_set_label, run_key, workload_key
 from pipeline.job import Job
 from pipeline.platforms import platform_for
-from pipeline.report import StageLine, as_description, summary_table
+from pipeline.summary import StageLine, as_description, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
 from pipeline.tracking.names import overrides_label
