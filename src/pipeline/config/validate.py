@@ -152,8 +152,8 @@ def _length_problems(conf: PipelineConf) -> list[str]:
 
 
 def stage_problems(stages: list[str]) -> list[str]:
-    """Stages run in the registry's order (compile, cutpoints, accuracy, latency, profile, score), each at most
-    once, and after the stages they need (`Stage.requires`)."""
+    """Stages run in the registry's order (compile, cutpoints, accuracy, latency, profile, score, export,
+    report), each at most once, and after the stages they need (`Stage.requires`)."""
     from pipeline.stages import STAGES  # the stage registry imports the model; keep config import light
 
     listed = f"stages=[{','.join(stages)}]"
