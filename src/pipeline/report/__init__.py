@@ -22,10 +22,14 @@ from pipeline.tracking.comparison import plot as plot_comparison
 __all__ = ["ReportError", "write_report"]
 
 
+MAX_LABEL = 40  # characters of a run name on a figure's axis (the tables keep it whole)
+
+
 def _labels(data) -> dict[str, str]:
-    """Run names as the figures show them; a name two runs share gets the run id's start."""
-    names = [r.name for r in data.rows]
-    return {r.run_id: r.name if names.count(r.name) == 1 else f"{r.name} [{r.run_id[:7]}]" for r in data.rows}
+    """Run names as the figures show them: shortened, and with the run id's start when two runs share one."""
+    short = {r.run_id: r.name if len(r.name) <= MAX_LABEL else r.name[: MAX_LABEL - 3] + "..." for r in data.rows}
+    names = list(short.values())
+    return {i: name if names.count(name) == 1 else f"{name} [{i[:7]}]" for i, name in short.items()}
 
 
 def write_report(client: MlflowClient, experiment: str, out_dir: Path, run_filter: str = "") -> list[Path]:
@@ -33,7 +37,7 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path, run_filte
     data = collect(client, experiment, run_filter)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = _labels(data)
-    points = [p for p in (point(data.runs[r.run_id]) for r in data.rows) if p is not None]
+    points = [p for p in (point(data.runs[r.run_id], labels[r.run_id]) for r in data.rows) if p is not None]
     drawn = {
         "comparison.png": plot_comparison(data.rows, out_dir / "comparison.png"),
         "pareto.png": plot_pareto(points, out_dir / "pareto.png"),

@@ -17,15 +17,15 @@ from pipeline.config import CONF_DIR  # registers the project_root resolver
 from pipeline.report import ReportError, write_report
 from pipeline.tracking.store import TrackingUnavailable, check_reachable
 
-INPUT_ERRORS = (ReportError, TrackingUnavailable, HydraException, OmegaConfBaseException)
-
-
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="report")
 def main(cfg: DictConfig) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    check_reachable(cfg.tracking.uri)
     out = Path(HydraConfig.get().runtime.output_dir)
-    written = write_report(MlflowClient(tracking_uri=cfg.tracking.uri), cfg.tracking.experiment, out, cfg.filter)
+    try:  # here, not in cli(): Hydra prints its own banner for an exception leaving main
+        check_reachable(cfg.tracking.uri)
+        written = write_report(MlflowClient(tracking_uri=cfg.tracking.uri), cfg.tracking.experiment, out, cfg.filter)
+    except (ReportError, TrackingUnavailable) as error:
+        _exit(error)
     print(f"report: {written[0]} ({len(written) - 1} PNG(s))", flush=True)
 
 
@@ -35,6 +35,10 @@ def cli() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         main()
-    except INPUT_ERRORS as error:
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
+    except (HydraException, OmegaConfBaseException) as error:  # an override Hydra rejects
+        _exit(error)
+
+
+def _exit(error: Exception) -> None:
+    print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+    sys.exit(2)

@@ -22,7 +22,7 @@ class Point:
     source: str  # "Trainium estimate" | "measured on <platform>"
 
 
-def point(run: Run) -> Point | None:
+def point(run: Run, label: str) -> Point | None:
     """A run's TTFT and throughput: measured on a device, the estimate on the CPU (CPU times say nothing of
     Trainium); None when it has neither."""
     platform = run.data.tags.get("platform", CPU_PLATFORM)
@@ -30,7 +30,7 @@ def point(run: Run) -> Point | None:
     metrics = run.data.metrics
     if not all(k in metrics for k in keys):
         return None
-    return Point(run.info.run_name or run.info.run_id, metrics[keys[0]], metrics[keys[1]], source)
+    return Point(label, metrics[keys[0]], metrics[keys[1]], source)
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
@@ -87,7 +87,7 @@ def plot_breakdowns(breakdowns: dict[str, dict], path: Path) -> bool:
                           label=op["op"] if y == 0 else None)
                 left += op["time_ms"]
         axes.set_yticks(range(len(names)), names if column == 0 else [""] * len(names), fontsize=8)
-        axes.set_xlabel("ms per model call (estimated)")
+        axes.set_xlabel("est. ms per call")
         axes.set_title(f"est. {phase}", fontsize=10)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.suptitle("Per-op Trainium ESTIMATE (latency stage, est_breakdown.json)", fontsize=10)
