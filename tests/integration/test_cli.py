@@ -152,4 +152,4 @@ def test_help_lists_groups_variants_and_stages(tracking, tmp_path):
     for layer in ("norm", "attention", "router", "experts", "lm_head"):
         assert f"  {layer}:" in text
     assert "perturbed" in text and "(test only)" in text
-    assert "compile, accuracy, latency, profile, score" in text and "also: cutpoints" in text
+    assert "compile, accuracy, latency, profile, score" in text and "also: cutpoints" in text and "report\n" in text
