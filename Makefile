@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-all ui server bench bench-tracking calibrate clean hlo-schema
+.PHONY: setup run test test-all ui report server bench bench-tracking calibrate clean hlo-schema
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ ui: setup
 
 # The team tracking server: mlflow server on a PostgreSQL store (a local cluster under server/ unless
 # ARGS="--db postgresql://..."), artifacts uploaded through it; clients use tracking.uri=http://<host>:5000.
+report: setup
+	$(PY) -m pipeline.report $(ARGS)
+
 server: setup
 	$(PY) -m pipeline.tracking.server $(ARGS)
 
