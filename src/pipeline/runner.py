@@ -138,8 +138,8 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
         _skip(store, parent, run_name(conf, overrides), done)
         return done
     tags = {
-        "run_key": key,
         "kind": "job",  # the UI's headline view lists these (tracking.ui)
+        "run_key": key,
         "config_hash": config_hash(conf),
         "workload_key": workload_key(conf),
         "all_baseline": str(all_baseline(conf)).lower(),
@@ -215,7 +215,7 @@ def record_failed_job(cfg: DictConfig, overrides: list[str], output_dir: Path, e
     store = Store(tracking.uri, tracking.experiment, tracking.artifact_root)
     summary = f"{type(error).__name__}: {error}"
     run_id = store.start_run(run_name(cfg, overrides), parent_run_id=os.environ.get(PARENT_RUN_ENV),
-                             tags={ERROR_TAG: summary, "overrides": " ".join(overrides)})
+                             tags={"kind": "job", ERROR_TAG: summary, "overrides": " ".join(overrides)})
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "traceback.txt").write_text("".join(traceback.format_exception(error)))
     store.log_artifact(run_id, output_dir / "traceback.txt")

@@ -5,7 +5,7 @@ parallel workers migrating a fresh database at the same time race (measured: 3 o
 The parent id reaches jobs through the environment (inherited by loky and submitit workers) and a file in
 the sweep directory. An unreachable tracking store stops the sweep before any job, in one line. When the sweep
 ends the parent gets the comparison of its jobs (tracking.comparison): the table as its description and as
-artifacts with a plot, and summary metrics. Then it prints the sweep's summary from the record (so it holds for
+artifacts with a plot, and summary metrics; and the sweep's summary is printed from the record (so it holds for
 jobs in other processes and machines): every job that failed with its error, and those skipped as already done;
 a failure makes the exit status 1.
 """
