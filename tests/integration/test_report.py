@@ -40,6 +40,7 @@ def test_the_first_place_records_are_the_trn3_prompts_in_order():
     assert sum(f.score for f in first) == pytest.approx(168.04, abs=0.01)
 
 
+@pytest.mark.slow  # ~9 s on the shared machine: the CLI's start-up imports the model
 def test_nothing_to_report_is_one_line(tracking, tmp_path):
     result = report(tracking, tmp_path / "report", "tracking.experiment=nowhere")
     assert result.returncode == 2 and result.stderr.strip() == "error: tracking experiment 'nowhere' does not exist"
