@@ -112,7 +112,7 @@ def test_an_interrupt_marks_the_runs_killed_and_keeps_artifacts(tracking, tmp_pa
             break
     time.sleep(2)
     process.send_signal(signum)
-    output = process.communicate(timeout=120)[0]
+    output = process.communicate(timeout=300)[0]  # generous: a loaded machine slows the shutdown
     assert process.returncode == exit_code, output[-2000:]
     assert f"{message}: runs marked KILLED, artifacts so far kept" in output
     (job,) = job_runs(tracking)
