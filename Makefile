@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-all ui bench calibrate clean hlo-schema
+.PHONY: setup run test test-all ui report server bench bench-tracking calibrate clean hlo-schema
 
 setup: $(STAMP)
 
@@ -34,8 +34,21 @@ ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 \
 		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlruns
 
+# The team tracking server: mlflow server on a PostgreSQL store (a local cluster under server/ unless
+# ARGS="--db postgresql://..."), artifacts uploaded through it; clients use tracking.uri=http://<host>:5000.
+report: setup
+	$(PY) -m pipeline.report $(ARGS)
+
+server: setup
+	$(PY) -m pipeline.tracking.server $(ARGS)
+
 bench: setup
 	$(PY) benchmarks/run.py $(ARGS)
+
+# 200 runs from 4 parallel writers to SQLite and to the PostgreSQL-backed server (none may be lost), and a
+# 16-job CPU sweep, basic launcher against joblib: ~10 min on 2 cores, so not part of `make bench`.
+bench-tracking: setup
+	$(PY) benchmarks/bench_tracking.py $(ARGS)
 
 # The cost model against published device measurements; SOURCES=<dir of git checkouts> runs the originals too.
 calibrate: setup

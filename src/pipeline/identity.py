@@ -8,7 +8,7 @@ import json
 
 from pipeline.config.schema import PipelineConf
 
-NOT_RESULT_AFFECTING = ("tracking", "paths", "stages")
+NOT_RESULT_AFFECTING = ("tracking", "paths", "stages", "force")
 
 
 def digest(value: object) -> str:
@@ -19,6 +19,12 @@ def digest(value: object) -> str:
 def config_hash(conf: PipelineConf) -> str:
     values = dataclasses.asdict(conf)
     return digest({k: v for k, v in values.items() if k not in NOT_RESULT_AFFECTING})
+
+
+def run_key(conf: PipelineConf, code_version: str) -> str:
+    """What a job produces: its result-affecting config, the stages it runs and the code that runs them. A
+    FINISHED run with the same key makes the job a repeat (`runner.run_job` skips it unless `force`)."""
+    return digest({"config": config_hash(conf), "stages": conf.stages, "code": code_version})
 
 
 def workload_key(conf: PipelineConf) -> str:

@@ -17,15 +17,15 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.validate import to_pipeline_conf, validate
-from pipeline.identity import all_baseline, config_hash, kernel_set_label, workload_key
+from pipeline.identity import all_baseline, config_hash, digest, kernel_set_label, run_key, workload_key
 from pipeline.job import Job
 from pipeline.platforms import platform_for
-from pipeline.report import StageLine, as_description, summary_table
+from pipeline.summary import StageLine, as_description, summary_table
 from pipeline.stages.base import run_stage
 from pipeline.stages.compile import check_shapes
 from pipeline.tracking.names import overrides_label
 from pipeline.tracking.record import config_record, stage_record
-from pipeline.tracking.store import PARENT_RUN_ENV, Store
+from pipeline.tracking.store import PARENT_RUN_ENV, Store, check_reachable
 from pipeline.tracking.ui import experiment_url
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+CODE_PATHS = ("src", "conf")  # what a job runs: an uncommitted edit elsewhere (README, tests) changes no result
+
+
 def git_commit(root: str) -> str:
+    """The code version: HEAD, plus `-dirty.<digest of the uncommitted diff of CODE_PATHS>` so two different
+    uncommitted states of the code never share a version (de-duplication keys on it)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10)
+
     try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
+        code = git("status", "--porcelain", "--", *CODE_PATHS).stdout
+        diff = git("diff", "HEAD", "--", *CODE_PATHS).stdout if code.strip() else ""
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if commit.returncode:
         return "unknown"
-    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return commit.stdout.strip() + (f"-dirty.{digest([code, diff])[:8]}" if status.stdout.strip() else "")
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, object]:
@@ -103,8 +112,9 @@ def run_name(conf, overrides: list[str]) -> str:
 
 
 def prepare(cfg: DictConfig, output_dir: Path) -> Job:
-    """Everything that can reject a config, before any MLflow run exists."""
+    """Everything that can reject a config or find the tracking store down, before any MLflow run exists."""
     conf = to_pipeline_conf(cfg)
+    check_reachable(conf.tracking.uri)
     platform = platform_for(conf)
     platform.check(conf)
     validate(conf)
@@ -113,12 +123,23 @@ def prepare(cfg: DictConfig, output_dir: Path) -> Job:
     return job
 
 
-def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
+def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> str:
+    """Runs the job's stages under one MLflow run and returns its id; when a FINISHED run of the same config, stages
+    and code exists (and not `force`), runs nothing and returns that run's id."""
     conf = job.conf
     store = Store(conf.tracking.uri, conf.tracking.experiment, conf.tracking.artifact_root)
     job.tracking = store
+    code = git_commit(conf.paths.root)
+    key = run_key(conf, code)
+    parent = os.environ.get(PARENT_RUN_ENV)
+    done = None if conf.force else store.finished_run("run_key", key)
+    if done is not None:
+        job.platform.close()
+        _skip(store, parent, run_name(conf, overrides), done)
+        return done
     tags = {
         "kind": "job",  # the UI's headline view lists these (tracking.ui)
+        "run_key": key,
         "config_hash": config_hash(conf),
         "workload_key": workload_key(conf),
         "all_baseline": str(all_baseline(conf)).lower(),
@@ -128,11 +149,10 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
         "model": conf.model.name,
         "workload": conf.workload.name,
         "tp_degree": str(conf.parallel.tp_degree),
-        "git_commit": git_commit(conf.paths.root),
+        "git_commit": code,
         "overrides": " ".join(overrides),
         **{f"kernel.{k}": v for k, v in job.kernels.choices().items()},
     }
-    parent = os.environ.get(PARENT_RUN_ENV)
     run_id = store.start_run(run_name(conf, overrides), parent_run_id=parent, tags=tags)
     lines, status, interrupt = [], "FINISHED", None
     try:
@@ -154,6 +174,9 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
         store.log_artifacts(run_id, job.output_dir / ".hydra", "hydra")
         store.log_artifact(run_id, job.output_dir / "pipeline.log")
         job.platform.close()
+        failed = next((f"{l.name}: {l.summary}" for l in lines if l.status == "FAILED"), None)
+        if failed:
+            store.log(run_id, tags={ERROR_TAG: failed})
         footer = [
             f"outputs: {job.output_dir}",
             f"MLflow:  run {run_id} ({status}) in experiment '{conf.tracking.experiment}'; "
@@ -169,7 +192,34 @@ def run_job(cfg: DictConfig, job: Job, overrides: list[str]) -> None:
     if interrupt is not None:
         raise interrupt
     if status == "FAILED":
-        raise JobFailed(next(l.summary for l in lines if l.status == "FAILED"))
+        raise JobFailed(failed)
+    return run_id
+
+
+ERROR_TAG = "error"  # on a FAILED job run: the failing stage and its one-line error (the sweep summary lists it)
+SKIPPED_TAG = "skipped."  # on a sweep's parent run, per job skipped as done: `skipped.<run name>` = the done run
+
+
+def _skip(store: Store, parent: str | None, name: str, done: str) -> None:
+    print(f"skipped: {name}: already FINISHED as MLflow run {done} (force=true runs it again)", flush=True)
+    log.info("job %s not run: FINISHED run %s has the same config, stages and code", name, done)
+    if parent:
+        store.log(parent, tags={f"{SKIPPED_TAG}{digest(name)[:8]}": f"{name} -> {done}"})
+
+
+def record_failed_job(cfg: DictConfig, overrides: list[str], output_dir: Path, error: BaseException) -> None:
+    """A sweep job that failed before its run existed (a config its combination makes invalid, a crash outside
+    the stages): a FAILED job run under the sweep's parent, with the error as a tag and the traceback as an
+    artifact, so the sweep's summary and the record list it."""
+    tracking = cfg.tracking
+    store = Store(tracking.uri, tracking.experiment, tracking.artifact_root)
+    summary = f"{type(error).__name__}: {error}"
+    run_id = store.start_run(run_name(cfg, overrides), parent_run_id=os.environ.get(PARENT_RUN_ENV),
+                             tags={"kind": "job", ERROR_TAG: summary, "overrides": " ".join(overrides)})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "traceback.txt").write_text("".join(traceback.format_exception(error)))
+    store.log_artifact(run_id, output_dir / "traceback.txt")
+    store.end(run_id, "FAILED")
 
 
 def _run_stage(store: Store, job_run_id: str, job: Job, name: str, lines: list[StageLine]) -> str:

@@ -77,7 +77,7 @@ def test_device_job_runs_every_stage_and_logs_to_mlflow(platform, fakes, trackin
 def test_same_config_reuses_builds_and_baseline_job_shares_the_baseline(fakes, tracking, tmp_path):
     run(tmp_path, device_overrides(tmp_path, tracking, "kernel.norm=nki_rmsnorm"), "a")
     assert len(fakes["compile"]) == 2
-    run(tmp_path, device_overrides(tmp_path, tracking, "kernel.norm=nki_rmsnorm"), "b")
+    run(tmp_path, device_overrides(tmp_path, tracking, "kernel.norm=nki_rmsnorm", "force=true"), "b")  # not skipped as done
     run(tmp_path, device_overrides(tmp_path, tracking), "c")  # all baseline: the baseline build is the job's
     assert len(fakes["compile"]) == 2  # nothing recompiled
     first, second, baseline = sorted(job_runs(tracking), key=lambda r: r.info.start_time)

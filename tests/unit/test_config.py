@@ -123,9 +123,10 @@ def _out_of_range(bound) -> float:
 def test_every_numeric_key_out_of_range_is_one_line(key, tmp_path):
     bound = BOUNDS[key]
     value = _out_of_range(bound)
-    override = f"{key}=[{value}]" if key == "workload.buckets" else f"{key}={value}"
+    override = f"{key}=[{value}]" if key in ("workload.buckets", "cutpoints.tokens") else f"{key}={value}"
+    device = ["platform=trn2"] if key.startswith("platform.neuron.") else []  # a node only the device platforms have
     with pytest.raises(ConfigError) as error:
-        validate(conf([override], tmp_path))
+        validate(conf([*device, override], tmp_path))
     assert str(error.value).startswith(f"{key}=") and f"must be {bound}" in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -140,6 +141,8 @@ def test_issue_13_findings(tmp_path):
 
 
 def test_lengths_the_model_cannot_hold(tmp_path):
+    with pytest.raises(ConfigError, match=r"^cutpoints.layer=4: the model has 4 layers$"):
+        validate(conf(["cutpoints.layer=4"], tmp_path))
     with pytest.raises(ConfigError, match="the largest must hold workload.seq_len=64"):
         validate(conf(["workload.buckets=[32]"], tmp_path))
     with pytest.raises(ConfigError, match="above model.dims.max_position_embeddings=4096"):

@@ -1,12 +1,14 @@
-"""The runner's pieces that need no model: run names and SIGTERM as an interrupt."""
+"""The runner's pieces that need no model: run names, SIGTERM as an interrupt, the code version."""
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
 from pipeline.config.validate import to_pipeline_conf
-from pipeline.runner import Terminated, interrupt_exit_code, interrupt_reason, run_name, sigterm_as_interrupt
+from pipeline.runner import (Terminated, git_commit, interrupt_exit_code, interrupt_reason, run_name,
+                             sigterm_as_interrupt)
 from tests.conftest import compose_config
 
 
@@ -44,3 +46,27 @@ def test_sigterm_raises_terminated_inside_and_restores_the_handler_after():
     assert interrupt_reason(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
     assert interrupt_exit_code(KeyboardInterrupt()) == 130
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_code_version_changes_with_code_edits_only(tmp_path):
+    """De-duplication keys on it: an uncommitted edit of src/ or conf/ is a new version, one of the README is not."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("a\n")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "init", "--allow-empty")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "files")
+    clean = git_commit(str(tmp_path))
+    assert len(clean) == 40 and "dirty" not in clean
+    (tmp_path / "README.md").write_text("b\n")
+    docs = git_commit(str(tmp_path))
+    (tmp_path / "README.md").write_text("c\n")
+    assert docs.startswith(clean + "-dirty.") and git_commit(str(tmp_path)) == docs
+    (tmp_path / "src" / "m.py").write_text("x = 2\n")
+    code = git_commit(str(tmp_path))
+    (tmp_path / "src" / "m.py").write_text("x = 3\n")
+    assert code != docs and git_commit(str(tmp_path)) not in (code, docs)

@@ -49,7 +49,8 @@ def help_config() -> dict:
         "",
         f"== Stages (stages=[...], run in order) ==\n  default: {', '.join(stages)}\n"
         "  also: cutpoints (after compile: where an NKI custom call may cut the graph, against the compiled\n"
-        "        baseline), export (after score: writes the single-file submission qwen_with_nki.py)",
+        "        baseline), export (after score: writes the single-file submission qwen_with_nki.py), report\n"
+        "        (last: the comparison report of the experiment's job runs so far, as python -m pipeline.report)",
         "",
         "== Config (override anything: key.sub=value) ==",
         "$CONFIG",

@@ -202,6 +202,7 @@ class PipelineConf:
     score: ScoreConf = field(default_factory=ScoreConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     paths: PathsConf = field(default_factory=PathsConf)
+    force: bool = False  # run even if a FINISHED run of the same config, stages and code exists (runner.run_job)
 
 
 def schema_node() -> DictConfig:

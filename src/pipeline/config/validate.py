@@ -41,6 +41,7 @@ class Bound:
 
 
 AT_LEAST_1, AT_LEAST_0, POSITIVE = Bound(1), Bound(0), Bound(0, open_low=True)
+SEED = Bound(0, 2**32 - 1, why="a 32-bit seed")  # seeded.py multiplies model.seed by 1_000_003 into torch's 64 bits
 
 # Every numeric key outside `estimate` (pipeline.estimate.settings checks those): a value out of range would
 # otherwise fail deep inside the model (a math domain error, an empty generation, a tensor of size 0).
@@ -53,10 +54,10 @@ BOUNDS: dict[str, Bound] = {
     "workload.sampling.temperature": POSITIVE,
     "workload.sampling.top_k": AT_LEAST_0,
     "workload.sampling.top_p": Bound(0, 1, open_low=True),
-    "workload.sampling.seed": AT_LEAST_0,
+    "workload.sampling.seed": SEED,
     "parallel.tp_degree": AT_LEAST_1,
     "parallel.ep_degree": Bound(1, 1, why="expert parallelism is not supported yet; NxDI's default shards experts on TP"),
-    "model.seed": AT_LEAST_0,
+    "model.seed": SEED,
     **{f"model.dims.{f.name}": AT_LEAST_1 for f in dataclasses.fields(ModelDimsConf) if f.type in (int, "int")},
     "model.dims.rms_norm_eps": POSITIVE,
     "model.dims.rope_theta": POSITIVE,
@@ -65,6 +66,12 @@ BOUNDS: dict[str, Bound] = {
     "profile.top_ops": AT_LEAST_1,
     "accuracy.divergence_difference_tol": AT_LEAST_0,
     "accuracy.num_tokens_to_check": AT_LEAST_1,
+    "cutpoints.tokens": AT_LEAST_1,  # each token count
+    "cutpoints.layer": AT_LEAST_0,  # and below the model's layer count (_length_problems)
+    "cutpoints.lm_head_rows": AT_LEAST_1,
+    "platform.neuron.lock_timeout_s": AT_LEAST_0,
+    "platform.neuron.logical_nc_config": Bound(1, 2, why="LNC 1 or 2"),
+    "platform.neuron.compile_retries": AT_LEAST_0,
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -139,12 +146,14 @@ def _length_problems(conf: PipelineConf) -> list[str]:
     if dims is not None and workload.seq_len > dims.max_position_embeddings:
         problems.append(f"workload.seq_len={workload.seq_len}: above model.dims.max_position_embeddings="
                         f"{dims.max_position_embeddings}")
+    if dims is not None and conf.cutpoints.layer >= dims.num_hidden_layers:
+        problems.append(f"cutpoints.layer={conf.cutpoints.layer}: the model has {dims.num_hidden_layers} layers")
     return problems
 
 
 def stage_problems(stages: list[str]) -> list[str]:
-    """Stages run in the registry's order (compile, cutpoints, accuracy, latency, profile, score), each at most
-    once, and after the stages they need (`Stage.requires`)."""
+    """Stages run in the registry's order (compile, cutpoints, accuracy, latency, profile, score, export,
+    report), each at most once, and after the stages they need (`Stage.requires`)."""
     from pipeline.stages import STAGES  # the stage registry imports the model; keep config import light
 
     listed = f"stages=[{','.join(stages)}]"

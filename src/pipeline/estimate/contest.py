@@ -57,6 +57,24 @@ def baseline_rows(target: str) -> list[BaselineRow]:
     return [BaselineRow(int(r["Prompt ID"]), float(r["Base latency"]), float(r["Base throughput"])) for r in rows]
 
 
+@dataclass(frozen=True)
+class FirstPlaceRow:
+    """One prompt of first_place_trn3_score_records.csv: the contest's first-place entry measured on Trn3."""
+
+    prompt: int
+    latency_ms: float
+    throughput_tok_s: float
+    nki_flop_ratio: float
+    score: float
+
+
+def first_place_rows() -> list[FirstPlaceRow]:
+    """The records in file order, which is prompt order (their base latencies are prompt_data_trn3.csv's rows)."""
+    rows = csv.DictReader(io.StringIO(_text("first_place_trn3_score_records.csv")))
+    return [FirstPlaceRow(i, float(r["latency"]), float(r["throughput"]), float(r["nki_flop_ratio"]),
+                          float(r["final_score"])) for i, r in enumerate(rows)]
+
+
 def is_contest_model(dims: ModelDims, layers: int, tp_degree: int, lnc: int) -> bool:
     """The real Qwen3-30B-A3B (all 48 layers estimated) at the contest's TP and LNC."""
     real = all(getattr(dims, key) == value for key, value in QWEN3_30B_A3B.items())

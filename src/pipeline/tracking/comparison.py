@@ -40,6 +40,7 @@ COLUMNS = (
     Column("compile.nki_mac_ratio", "NKI MAC ratio", True),
     Column("score.cpu_time", "CPU-time score", True),
     Column("score.cpu_time_spread", "CPU-time spread", False),
+    Column("score.contest_mean", "contest score / prompt (device)", True),  # measured on Trainium (score stage)
 )
 PLOTTED = ("latency.est.score", "score.cpu_time", "accuracy.max_err_top_all")
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)

@@ -1,7 +1,7 @@
 """Run names from overrides as typed: what a person recognises in the runs table."""
 from __future__ import annotations
 
-NOT_NAMED = ("tracking.", "paths.", "hydra")  # overrides that do not change what a job measures
+NOT_NAMED = ("tracking.", "paths.", "hydra", "force")  # overrides that do not change what a job measures
 SHORT_PREFIXES = ("kernel.", "kernel_params.")  # no other top-level key starts with a layer name
 MAX_NAME_VALUE = 40
 

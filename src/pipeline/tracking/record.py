@@ -5,8 +5,9 @@ key, which config values are params and which are tags, and how many digits a va
   is logged unprefixed.
 - Each figure is logged once: a stage's headline on the job run (what a user compares first), every other
   figure on the stage's own run.
-- Machine-specific config (`paths.*`, `tracking.*`) are tags, not params: they differ between machines, not
-  between experiments, and as params they show in every compare diff.
+- Machine-specific config (`paths.*`, `tracking.*`) and `force` (how a run was started) are tags, not params:
+  they differ between machines or invocations, not between experiments, and as params they show in every
+  compare diff.
 - Values keep SIGNIFICANT_DIGITS significant digits: CPU timings vary from the second digit on, and a float's
   last nine digits are noise in a table.
 Stages name their metrics without the stage prefix and never put a variant name in a key (the variant is the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 
 SIGNIFICANT_DIGITS = 5
-MACHINE_KEYS = ("paths.", "tracking.")
+MACHINE_KEYS = ("paths.", "tracking.", "force")
 
 
 def rounded(value: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -17,8 +18,38 @@ from pipeline.tracking.ui import stale_tags
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"
+REACH_TIMEOUT_S = 5.0  # MLflow's own client retries an unreachable server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES)
+DATABASES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores other than the local SQLite file
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 BATCH = 100  # MAX_PARAMS_TAGS_PER_BATCH
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store does not answer; the message is one line meant for a person."""
+
+
+def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Fail in seconds, before any long work, when `tracking.uri` is a server or database that does not answer
+    (a local SQLite file or directory always does: MLflow creates it)."""
+    scheme = uri.partition(":")[0].partition("+")[0]
+    try:
+        if scheme in ("http", "https"):
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+        elif scheme in DATABASES:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout)})
+            with engine.connect():
+                pass
+            engine.dispose()
+    except Exception as error:  # URLError, OSError, sqlalchemy's OperationalError, a missing database driver
+        raise TrackingUnavailable(f"tracking.uri={uri}: {_reason(error)}; start it (`make server`) or choose another "
+                                  f"tracking.uri") from None
+
+
+def _reason(error: Exception) -> str:
+    reason = getattr(error, "reason", None) or getattr(error, "orig", None) or error
+    return " ".join(str(reason).split()) or type(error).__name__
 
 
 class Store:
@@ -29,9 +60,12 @@ class Store:
         self.experiment_id = self._experiment(experiment, artifact_root)
 
     def _experiment(self, name: str, artifact_root: str) -> str:
+        """A tracking server keeps artifacts where its --artifacts-destination says (clients upload through it, from
+        any machine); a local store under `artifact_root`."""
         found = self.client.get_experiment_by_name(name)
         if found is None:
-            location = (Path(artifact_root) / name).resolve().as_uri()
+            served = self.uri.startswith(("http://", "https://"))
+            location = None if served else (Path(artifact_root) / name).resolve().as_uri()
             try:
                 self.client.create_experiment(name, artifact_location=location)
             except MlflowException:  # another job created it first
@@ -73,6 +107,13 @@ class Store:
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         if path.is_file():
             self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finished_run(self, tag: str, value: str) -> str | None:
+        """The id of a FINISHED run of this experiment whose tag `tag` is `value`, if there is one."""
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'", max_results=1
+        )
+        return found[0].info.run_id if found else None
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)

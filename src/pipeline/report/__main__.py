@@ -1,0 +1,3 @@
+from pipeline.report.app import cli
+
+cli()
