@@ -37,3 +37,14 @@ def tracking(tmp_path, mlflow_template) -> dict[str, str]:
 
 def tracking_overrides(tracking: dict[str, str]) -> list[str]:
     return [f"tracking.uri={tracking['uri']}", f"tracking.artifact_root={tracking['artifact_root']}"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _replay_recordings_per_module():
+    """Interpreter replay recordings hold their launch's arguments (a test's weights) alive; in a long session
+    they added up to gigabytes. Each test module starts and ends with an empty cache."""
+    from nki_cpu import replay
+
+    replay.clear()
+    yield
+    replay.clear()
