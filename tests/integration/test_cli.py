@@ -102,9 +102,11 @@ def test_stage_crash_fails_the_run_and_keeps_artifacts(tracking, tmp_path, monke
 ], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_marks_the_runs_killed_and_keeps_artifacts(tracking, tmp_path, signum, exit_code, message):
     args = ["latency.runs=200", "latency.warmup=0", "workload.max_new_tokens=4", "stages=[compile,accuracy,latency]"]
+    # SIGINT back to its default in the child: a suite started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then installs no Ctrl-C handler.
     process = subprocess.Popen(
         pipeline_command(args, tracking, tmp_path), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     for line in process.stdout:
