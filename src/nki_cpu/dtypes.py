@@ -188,10 +188,8 @@ def to_f32(values: np.ndarray, dtype: NkiDtype) -> np.ndarray:
     if dtype.kind == "packed":
         raise NkiUnsupportedError(f"arithmetic on {dtype.name}", "packed MX types are only moved, not computed")
     if values.dtype is _BF16 and values.size >= 1024:   # bf16 is fp32's upper half: a shift gives the same
-        # bits as ml_dtypes' cast, faster on large arrays
-        wide = values.view(np.uint16).astype(np.uint32)
-        wide <<= 16
-        return wide.view(np.float32)
+        # bits as ml_dtypes' cast, faster on large arrays, and gathers a strided view in the same pass
+        return np.left_shift(values.view(np.uint16), 16, dtype=np.uint32).view(np.float32)
     return values.astype(np.float32, copy=False)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..checks import fail, usage
 from ..context import Launch
-from ..dtypes import cast, float32, to_f32
+from ..dtypes import bfloat16, cast, float32, to_f32
 from ..ops import Op
 from ..tensor import NkiTensor, concrete, index_tensor
 from ..trace import RegionFields
@@ -132,9 +132,13 @@ def tile(t: NkiTensor) -> np.ndarray:
 
 def tile_f32(t: NkiTensor) -> np.ndarray:
     values = t.tile_view()
-    if values is None:               # free dims that do not merge: gather the stored values, then convert them
-        values = tile(t)             # (NumPy's astype over a strided, broadcast view is some 20x slower)
-    return values if values.dtype is _F32 else to_f32(values, t.dtype)
+    if values is not None:
+        return values if values.dtype is _F32 else to_f32(values, t.dtype)
+    values = t.np()                  # free dims that do not merge: bf16 converts while it gathers, other dtypes
+    if values.dtype is not _BF16 or values.size < 1024:  # gather first (NumPy's astype over a strided,
+        values = tile(t)                                  # broadcast view is some 20x slower)
+    shape = (t.shape[0], -1) if t.alloc.kind != "hbm" else (1, -1)
+    return (values if values.dtype is _F32 else to_f32(values, t.dtype)).reshape(shape)
 
 
 def write(t: NkiTensor, values: np.ndarray) -> None:
@@ -161,6 +165,7 @@ def compute_into(t: NkiTensor, ufunc, a: np.ndarray, b) -> bool:
 
 
 _F32 = np.dtype(np.float32)
+_BF16 = bfloat16.storage
 
 
 def _stores_as_is(dtype, values_dtype: np.dtype) -> bool:
