@@ -43,6 +43,15 @@ def forced_outputs(model: Qwen3Moe, prompt: list[int], forced: list[int], bucket
     return recorder.outputs
 
 
+def teacher_forced(model: Qwen3Moe, recorded: BlockRecorder, fed: list[int] | None, prompt: list[int],
+                   forced: list[int], buckets: list[int]) -> Outputs:
+    """`model`'s block outputs teacher-forced on `forced`: those a generation recorded when it fed back exactly
+    these tokens (a greedy run that did not diverge made the same calls), else a teacher-forced run."""
+    if fed == forced:
+        return recorded.outputs
+    return forced_outputs(model, prompt, forced, buckets)
+
+
 @dataclass(frozen=True)
 class LayerParity:
     phase: str

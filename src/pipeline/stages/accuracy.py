@@ -21,7 +21,7 @@ import torch
 
 from kernels.slots import KernelSet
 from model.qwen3_moe import Qwen3Moe
-from pipeline.evaluation.layer_parity import BlockRecorder, LayerParity, first_divergent, forced_outputs, layer_parity, merge
+from pipeline.evaluation.layer_parity import BlockRecorder, LayerParity, first_divergent, layer_parity, merge, teacher_forced
 from pipeline.evaluation.layer_parity import as_rows as parity_rows
 from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation, nan_max
 from pipeline.job import Job, Prompt
@@ -108,9 +108,8 @@ def _layer_parity(job: Job, candidate: Qwen3Moe, reference: Qwen3Moe, prompt: Pr
     forced = expected.argmax(dim=-1)[:, 0].tolist()
 
     def outputs(model: Qwen3Moe, run: _Recorded):
-        if run.tokens is not None and run.tokens[0].tolist() == forced:
-            return run.blocks.outputs
-        return forced_outputs(model, list(prompt.ids), forced, list(job.buckets))
+        fed = None if run.tokens is None else run.tokens[0].tolist()
+        return teacher_forced(model, run.blocks, fed, list(prompt.ids), forced, list(job.buckets))
 
     return layer_parity(outputs(candidate, recorded["candidate"]), outputs(reference, recorded["reference"]),
                         candidate.kernels)
