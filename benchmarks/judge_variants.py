@@ -84,7 +84,7 @@ def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
                                                        list(job.buckets)), forced_reference[prompt.index], kernels))
         merged = merge(records)
         own = [r for r in merged if r.custom_call]  # the blocks the variant runs in
-        rows.append({"model": job.conf.model.name, "tp": job.tp.degree, "variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
+        rows.append({"model": job.conf.model.name, "head_alignment": job.conf.model.head_alignment, "tp": job.tp.degree, "variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
                      "own_block_max_mismatch_pct": max((r.mismatch_pct for r in own), default=0.0),
                      "own_block_max_divergence": max((r.max_divergence for r in own), default=0.0),
                      "min_margin": min(margins), "max_margin_drift": max(drifts),
@@ -115,7 +115,8 @@ def main(argv: list[str]) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         first = "; ".join(f"{k}: {v}" for k, v in r["first_divergence"].items()) or "none"
-        print(f"| {r['model']} | {r['tp']} | {r['variant']} | {'on' if r['mpa'] else 'off'} | "
+        alignment = "" if r.get("head_alignment", 1.0) == 1.0 else f", head_alignment {r['head_alignment']}"
+        print(f"| {r['model']}{alignment} | {r['tp']} | {r['variant']} | {'on' if r['mpa'] else 'off'} | "
               f"{'pass' if r['passed'] else 'FAIL'} | {r['own_block_max_mismatch_pct']:.1f} | "
               f"{r['own_block_max_divergence']:.3g} | {r['min_margin']:.3g} | {r['max_margin_drift']:.3g} | {first} |")
 
