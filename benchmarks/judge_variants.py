@@ -24,9 +24,10 @@ import yaml
 from pipeline.config.compose import compose_config
 from pipeline.config.validate import to_pipeline_conf
 from kernels.slots import KernelSet
-from pipeline.evaluation.layer_parity import first_divergent, forced_outputs, layer_parity, merge
+from pipeline.evaluation.layer_parity import BlockRecorder, first_divergent, layer_parity, merge, teacher_forced
 from pipeline.evaluation.logit_validation import logit_validation
 from pipeline.job import Job
+from pipeline.stages.accuracy import tol_map
 
 VARIANTS = ["norm=nki_rmsnorm", "norm=nki_add_rmsnorm", "router=nki_topk", "experts=selective_v1",
             "experts=grouped_v2", "attention=nki_decode"]
@@ -50,9 +51,12 @@ def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
     reference = job.model(job.compiled_kernels(numerics, baseline=True))
     expected, forced_reference = {}, {}
     for prompt in job.prompts:
-        expected[prompt.index] = job.generate(reference, prompt.ids, prompt.max_new_tokens, keep_logits=True).logits
+        recorder = BlockRecorder(len(prompt.ids))
+        generation = job.generate(reference, prompt.ids, prompt.max_new_tokens, keep_logits=True, taps=recorder)
+        expected[prompt.index] = generation.logits
         tokens = expected[prompt.index].argmax(dim=-1)[:, 0].tolist()
-        forced_reference[prompt.index] = forced_outputs(reference, list(prompt.ids), tokens, list(job.buckets))
+        forced_reference[prompt.index] = teacher_forced(reference, recorder, generation.tokens[0].tolist(),
+                                                        list(prompt.ids), tokens, list(job.buckets))
     rows = []
     for spec in specs:
         layer, name, knobs = parse(spec)
@@ -61,17 +65,23 @@ def verdicts(job: Job, mpa: bool, specs: list[str]) -> list[dict]:
         candidate = job.model(kernels)
         start, passed, records, margins, drifts = time.perf_counter(), True, [], [], []
         for prompt in job.prompts:
-            def generate_fn(ids: torch.Tensor, prompt=prompt) -> torch.Tensor:
-                remaining = prompt.max_new_tokens - (ids.shape[1] - len(prompt.ids))
-                return job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True).logits
+            recorder, fed = BlockRecorder(len(prompt.ids)), []
 
-            result = logit_validation(torch.tensor([prompt.ids]), generate_fn, expected[prompt.index])
+            def generate_fn(ids: torch.Tensor, prompt=prompt, recorder=recorder, fed=fed) -> torch.Tensor:
+                remaining = prompt.max_new_tokens - (ids.shape[1] - len(prompt.ids))
+                generation = job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True,
+                                          taps=None if fed else recorder)
+                fed.append(generation.tokens[0].tolist())
+                return generation.logits
+
+            result = logit_validation(torch.tensor([prompt.ids]), generate_fn, expected[prompt.index],
+                                      tol_map(job), job.conf.accuracy.divergence_difference_tol)
             passed &= result.passed
             margins.append(result.min_margin)
             drifts.append(result.max_margin_drift)
             tokens = expected[prompt.index].argmax(dim=-1)[:, 0].tolist()
-            records.append(layer_parity(forced_outputs(candidate, list(prompt.ids), tokens, list(job.buckets)),
-                                        forced_reference[prompt.index], kernels))
+            records.append(layer_parity(teacher_forced(candidate, recorder, fed[0], list(prompt.ids), tokens,
+                                                       list(job.buckets)), forced_reference[prompt.index], kernels))
         merged = merge(records)
         own = [r for r in merged if r.custom_call]  # the blocks the variant runs in
         rows.append({"model": job.conf.model.name, "tp": job.tp.degree, "variant": spec, "mpa": mpa, "passed": passed, "seconds": round(time.perf_counter() - start, 1),

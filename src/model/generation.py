@@ -100,8 +100,14 @@ def generate(
     keep_logits: bool = False,
     suppress: Sequence[int] = (),
     on_token: Callable[[], None] | None = None,
+    forced: Sequence[int] | None = None,
+    taps: Callable[[Phase, int, str, torch.Tensor], None] | None = None,
 ) -> Generation:
-    """Generate for a batch of prompts (right-padded into one context bucket)."""
+    """Generate for a batch of prompts (right-padded into one context bucket). `forced` (batch 1): teacher
+    forcing, these tokens are fed back instead of the chosen ones; `taps(phase, layer, block, output)` sees
+    every call's block outputs (Qwen3Moe.forward)."""
+    if forced is not None and len(prompts) != 1:
+        raise ValueError(f"teacher forcing takes one prompt, not {len(prompts)}")
     suppressed = torch.tensor(list(suppress), dtype=torch.long)
     batch = len(prompts)
     lengths = torch.tensor([len(p) for p in prompts])
@@ -118,9 +124,10 @@ def generate(
     cache = model.new_cache(batch, max(buckets))
 
     start = time.perf_counter()
-    logits = model.forward(ids, positions, cache, Phase.CONTEXT, bucket, last_index=lengths - 1)
+    logits = model.forward(ids, positions, cache, Phase.CONTEXT, bucket, last_index=lengths - 1,
+                           taps=_phase_taps(taps, Phase.CONTEXT))
     logits[:, suppressed] = -math.inf
-    token = choose(logits)
+    token = choose(logits) if forced is None else torch.tensor([forced[0]])
     ttft = time.perf_counter() - start
     tokens, kept, steps = [token], [logits] if keep_logits else None, []
     if on_token:
@@ -129,9 +136,10 @@ def generate(
     for step in range(1, max_new_tokens):
         start = time.perf_counter()
         kv_len = pick_bucket(buckets, int(position.max()) + 1)
-        logits = model.forward(token.unsqueeze(1), position.unsqueeze(1), cache, Phase.TOKEN, kv_len)
+        logits = model.forward(token.unsqueeze(1), position.unsqueeze(1), cache, Phase.TOKEN, kv_len,
+                               taps=_phase_taps(taps, Phase.TOKEN))
         logits[:, suppressed] = -math.inf
-        token = choose(logits)
+        token = choose(logits) if forced is None else torch.tensor([forced[step]])
         steps.append(time.perf_counter() - start)
         tokens.append(token)
         if kept is not None:
@@ -146,3 +154,7 @@ def generate(
         step_s=steps,
         context_bucket=bucket,
     )
+
+
+def _phase_taps(taps, phase: Phase):
+    return None if taps is None else (lambda layer, block, out: taps(phase, layer, block, out))

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 #   magnitudes (a top logit near HEAD_TARGET_LOGIT): the next token follows from the current one with the
 #   margins of a trained model, and the rest of the vocabulary still carries every layer's errors;
 # - norm weights scatter around 1 so their multiply is not a no-op.
+# `head_alignment` (model.head_alignment, default 1) scales the embedding part of the lm_head rows: below 1 the
+# aligned logit shrinks against the noise, so greedy top-1 margins shrink and near-ties appear, as in a trained
+# model's uncertain steps; at 0 the head is plain noise (margins of a few ulps). The accuracy-wall experiments
+# (benchmarks/gate_margin_scan.py) sweep it to find where a kernel's drift flips tokens.
 ROUTER_LOGIT_STD = 3.0
 HEAD_TARGET_LOGIT = 20.0
 NORM_SPREAD = 0.1
@@ -57,12 +61,13 @@ def _tensor(name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return values  # the embedding
 
 
-def _lm_head(embed: torch.Tensor, seed: int) -> torch.Tensor:
+def _lm_head(embed: torch.Tensor, seed: int, alignment: float) -> torch.Tensor:
     vocab, hidden = embed.shape
     perm = torch.randperm(vocab, generator=_generator("lm_head.perm", seed))
     noise = torch.randn(embed.shape, generator=_generator("lm_head.weight", seed), dtype=torch.float32)
-    # The aligned logit is about hidden / sqrt(2) (the normed final state is half embedding, half layers).
-    return (embed[perm] + noise) * (HEAD_TARGET_LOGIT * 2**0.5 / hidden)
+    # The aligned logit is about alignment * hidden / sqrt(2) (the normed final state is half embedding, half
+    # layers).
+    return (alignment * embed[perm] + noise) * (HEAD_TARGET_LOGIT * 2**0.5 / hidden)
 
 
 def _shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
@@ -94,33 +99,36 @@ def _shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def checkpoint_id(dims: ModelDims, seed: int) -> str:
-    blob = json.dumps([dims.to_hf_config(), seed, ROUTER_LOGIT_STD, HEAD_TARGET_LOGIT, NORM_SPREAD, 2], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+def checkpoint_id(dims: ModelDims, seed: int, head_alignment: float = 1.0) -> str:
+    blob = [dims.to_hf_config(), seed, ROUTER_LOGIT_STD, HEAD_TARGET_LOGIT, NORM_SPREAD, 2]
+    if head_alignment != 1.0:  # the default keeps the ids of checkpoints cached before the knob existed
+        blob.append(head_alignment)
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def write_seeded_checkpoint(dims: ModelDims, seed: int, path: Path) -> None:
+def write_seeded_checkpoint(dims: ModelDims, seed: int, path: Path, head_alignment: float = 1.0) -> None:
     path.mkdir(parents=True, exist_ok=True)
     shapes = _shapes(dims)
     head = shapes.pop("lm_head.weight")
     tensors = {name: _tensor(name, shape, seed) for name, shape in shapes.items()}
-    tensors["lm_head.weight"] = _lm_head(tensors["model.embed_tokens.weight"], seed)
+    tensors["lm_head.weight"] = _lm_head(tensors["model.embed_tokens.weight"], seed, head_alignment)
     assert tensors["lm_head.weight"].shape == head
     tensors = {name: t.to(torch.bfloat16) for name, t in tensors.items()}
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(dims.to_hf_config(), indent=2))
 
 
-def ensure_seeded_checkpoint(dims: ModelDims, seed: int, cache_root: str | Path, name: str) -> Path:
+def ensure_seeded_checkpoint(dims: ModelDims, seed: int, cache_root: str | Path, name: str,
+                             head_alignment: float = 1.0) -> Path:
     """The cached checkpoint's directory, writing it first if missing (atomically, safe for parallel jobs)."""
-    final = Path(cache_root) / f"{name}-{checkpoint_id(dims, seed)}"
+    final = Path(cache_root) / f"{name}-{checkpoint_id(dims, seed, head_alignment)}"
     if (final / "config.json").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     log.info("creating seeded checkpoint %s (%.1f M params, once)", final, dims.params_count / 1e6)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        write_seeded_checkpoint(dims, seed, staging)
+        write_seeded_checkpoint(dims, seed, staging, head_alignment)
         try:
             os.rename(staging, final)
         except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from kernels.numerics import CompilerNumerics
 from kernels.slots import KernelSet
+from kernels.types import Phase
 from model.dims import ModelDims
 from model.generation import Generation, context_bucket, generate, nxdi_buckets, pick_bucket
 from model.parallel import ShardingError, TensorParallel
@@ -92,7 +94,8 @@ class Job:
         if model.source != "seeded" or model.dims is None:
             raise ConfigError(f"model.source={model.source}: choose seeded (with model.dims) or checkpoint (with model.path)")
         return ensure_seeded_checkpoint(
-            ModelDims(**dataclasses.asdict(model.dims)), model.seed, Path(self.conf.paths.cache) / "models", model.name
+            ModelDims(**dataclasses.asdict(model.dims)), model.seed, Path(self.conf.paths.cache) / "models", model.name,
+            model.head_alignment,
         )
 
     @cached_property
@@ -149,10 +152,10 @@ class Job:
 
     def generate(
         self, model: Qwen3Moe, prompt_ids: tuple[int, ...], max_new_tokens: int, keep_logits: bool = False,
-        progress: Progress | None = None,
+        progress: Progress | None = None, taps: Callable[[Phase, int, str, torch.Tensor], None] | None = None,
     ) -> Generation:
         """Batch-1 generation as the contest runs it (end-of-sequence suppressed, exactly max_new_tokens)."""
         return generate(
             model, [list(prompt_ids)], max_new_tokens, self.buckets, self.sampling, keep_logits,
-            suppress=self.tokenizer.eos_token_ids, on_token=progress.advance if progress else None,
+            suppress=self.tokenizer.eos_token_ids, on_token=progress.advance if progress else None, taps=taps,
         )

@@ -5,9 +5,10 @@ import torch
 
 from kernels.numerics import CompilerNumerics
 from kernels.slots import KernelSet
+from model.generation import generate
 from model.qwen3_moe import Qwen3Moe
 from pipeline.evaluation.cutpoints import PUBLISHED, measure, table
-from pipeline.evaluation.layer_parity import first_divergent, forced_outputs, layer_parity
+from pipeline.evaluation.layer_parity import BlockRecorder, first_divergent, forced_outputs, layer_parity
 from tests.models import checkpoint, contest_prompt_ids
 
 pytestmark = pytest.mark.slow
@@ -49,3 +50,15 @@ def test_layer_parity_names_the_first_divergent_kernel(tiny):
     assert (first["token"].layer, first["token"].block) == (0, "moe") and "selective_v1" in first["token"].kernels
     later = [r.mismatch_pct for r in records if r.phase == "token" and (r.layer, r.block) != (0, "attention")]
     assert torch.tensor(later).gt(0).all()  # layer 0's decode attention reads only embeddings and the same cache
+
+
+def test_a_greedy_generation_records_the_teacher_forced_outputs_of_its_own_tokens(tiny):
+    """The accuracy stage reuses the block outputs its greedy generations recorded for the per-layer parity
+    instead of a second teacher-forced run: both must be the same calls on the same values."""
+    ids = list(contest_prompt_ids()[3])
+    recorder = BlockRecorder(len(ids))
+    tokens = generate(tiny, [ids], 6, BUCKETS, taps=recorder).tokens[0].tolist()
+    forced = forced_outputs(tiny, ids, tokens, BUCKETS)
+    assert recorder.outputs.keys() == forced.keys() and len(forced[("token", 0, "moe")]) == 5
+    for key, outputs in forced.items():
+        assert all(torch.equal(a, b) for a, b in zip(recorder.outputs[key], outputs, strict=True)), key

@@ -60,3 +60,19 @@ def test_suppressed_tokens_are_never_chosen(tiny):
     blocked = generate(tiny, ids, 3, [256], suppress=free, keep_logits=True)
     assert not set(blocked.tokens[0].tolist()) & set(free)
     assert torch.isinf(blocked.logits[:, 0, free]).all()
+
+
+def test_head_alignment_sets_how_much_of_the_seeded_lm_head_follows_the_embedding():
+    """model.head_alignment: 1 keeps the checkpoint id of the existing cache; below 1 the head rows follow the
+    (permuted) embedding less, so greedy margins shrink (benchmarks/gate_margin_scan.py)."""
+    from model.dims import ModelDims
+    from model.seeded import _generator, _lm_head, checkpoint_id
+
+    dims = ModelDims(vocab_size=512, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                     num_key_value_heads=1, head_dim=32, num_experts=4, num_experts_per_tok=2,
+                     moe_intermediate_size=64)
+    assert checkpoint_id(dims, 0) == checkpoint_id(dims, 0, 1.0) != checkpoint_id(dims, 0, 0.5)
+    embed = torch.randn(512, 64, generator=torch.Generator().manual_seed(1))
+    perm = torch.randperm(512, generator=_generator("lm_head.perm", 0))
+    follow = [torch.nn.functional.cosine_similarity(_lm_head(embed, 0, a), embed[perm]).mean() for a in (1.0, 0.3, 0.0)]
+    assert follow[0] > 0.6 > follow[1] > 0.2 > abs(follow[2])

@@ -75,3 +75,28 @@ def test_compiler_config_and_the_compiled_reference_validate(tmp_path):
     assert conf.compiler.mpa is False and conf.compiler.auto_cast == "none"
     with pytest.raises(ConfigError, match="compiler.auto_cast=fp8"):
         validate(to_pipeline_conf(compose_config(["compiler.auto_cast=fp8"], tmp_path)))
+
+
+def test_r1_fused_decode_model_rounds_where_its_kernel_does():
+    """experts.r1_tkg_fused: silu rounded, times fp32 up rounded, down rounded, times affinity rounded, bf16 sum
+    in top-k order; one expert's output checked step by step, and it differs from both baseline schedules."""
+    from kernels.experts.baseline import experts_compiled, experts_reference
+    from kernels.experts.r1_tkg_fused import r1_fused_reference
+    from kernels.types import ExpertWeights
+
+    g = torch.Generator().manual_seed(3)
+    hidden, inter, experts = 64, 32, 8
+    x = torch.randn(2, hidden, generator=g).bfloat16()
+    weights = ExpertWeights((torch.randn(experts, hidden, 2 * inter, generator=g) / 8).bfloat16(),
+                            (torch.randn(experts, inter, hidden, generator=g) / 6).bfloat16())
+    index = torch.tensor([[5, 1, 6], [0, 7, 2]])
+    affinities = torch.softmax(torch.randn(2, 3, generator=g), -1)
+    out = r1_fused_reference(x, affinities, index, weights)
+    gate, up = (x[0].float() @ weights.gate_up[5].float()).chunk(2)
+    h = (torch.nn.functional.silu(gate).bfloat16().float() * up).bfloat16()
+    first = ((h.float() @ weights.down[5].float()).bfloat16().float() * affinities[0, 0]).bfloat16()
+    one = r1_fused_reference(x[:1], affinities[:1, :1], index[:1, :1], weights)
+    assert torch.allclose(one[0].float(), first.float(), atol=0, rtol=2**-7)  # up to fp32 accumulation order
+    assert out.dtype == torch.bfloat16 and out.shape == (2, hidden)
+    assert not torch.equal(out, experts_reference(x, affinities, index, weights))
+    assert not torch.equal(out, experts_compiled(x.float(), affinities, index, weights, numerics=CompilerNumerics()))

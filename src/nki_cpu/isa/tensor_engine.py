@@ -12,7 +12,7 @@ import numpy as np
 
 from ..checks import fail, kernel_site
 from ..context import current
-from ..dtypes import convert
+from ..dtypes import convert, to_f32
 from ..errors import NkiUnsupportedError
 from .common import attrs_of, check_buffers, compute_into, pick_engine, record, resolve, tile, tile_f32, write
 from .enums import engine as Engine
@@ -126,7 +126,7 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
             product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m),
                                 tile_f32(moving).reshape(k, 2, n))
         else:
-            product = tile_f32(stationary).T @ tile_f32(moving)
+            product = _stationary_product(stationary, tile_f32(moving))
         if not accumulated:
             write(dst, product)
         elif everywhere:
@@ -140,6 +140,19 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
                     perf_mode="double_row" if double_row else "none",
                     tile_position=list(tile_position) or None, tile_size=list(tile_size) or None),
            macs=k * m * n * rows, read_back=("dst",) if accumulated else ())
+
+
+def _stationary_product(stationary, moving: np.ndarray) -> np.ndarray:
+    """stationary.T @ moving. A stationary view that repeats columns (a free dim of stride 0) is converted and
+    multiplied once per distinct column, then the product's rows are repeated: each is the same dot product."""
+    view = stationary.np()
+    repeated = [d for d in range(1, view.ndim) if view.strides[d] == 0 and view.shape[d] > 1]
+    if not repeated:
+        return tile_f32(stationary).T @ moving
+    distinct = view[tuple(slice(0, 1) if d in repeated else slice(None) for d in range(view.ndim))]
+    product = to_f32(distinct, stationary.dtype).reshape(view.shape[0], -1).T @ moving
+    columns = moving.shape[1]
+    return np.broadcast_to(product.reshape(*distinct.shape[1:], columns), (*view.shape[1:], columns)).reshape(-1, columns)
 
 
 def _transpose_through_pe(dst, data, identity):

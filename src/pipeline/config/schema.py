@@ -71,6 +71,7 @@ class ModelConf:
     source: str = "seeded"  # "seeded" (created once, cached) or "checkpoint" (an HF directory at `path`)
     path: Optional[str] = None
     seed: int = 0
+    head_alignment: float = 1.0  # seeded only: 1 trained-like margins, smaller -> near-ties (model/seeded.py)
     dtype: str = "bfloat16"  # bfloat16 | float32
     dims: Optional[ModelDimsConf] = None
 

@@ -58,6 +58,7 @@ BOUNDS: dict[str, Bound] = {
     "parallel.tp_degree": AT_LEAST_1,
     "parallel.ep_degree": Bound(1, 1, why="expert parallelism is not supported yet; NxDI's default shards experts on TP"),
     "model.seed": SEED,
+    "model.head_alignment": Bound(0, 1, why="the share of the embedding in the seeded lm_head rows"),
     **{f"model.dims.{f.name}": AT_LEAST_1 for f in dataclasses.fields(ModelDimsConf) if f.type in (int, "int")},
     "model.dims.rms_norm_eps": POSITIVE,
     "model.dims.rope_theta": POSITIVE,

@@ -14,7 +14,7 @@ import torch
 
 from kernels.slots import KernelSet
 from kernels.types import Phase
-from model.generation import pick_bucket
+from model.generation import generate
 from model.qwen3_moe import Qwen3Moe
 from pipeline.evaluation.cutpoints import compare
 
@@ -23,26 +23,33 @@ BLOCK_SLOTS = {"attention": ("norm", "attention"), "moe": ("norm", "router", "ex
 Outputs = dict[tuple[str, int, str], list[torch.Tensor]]  # (phase, layer, block) -> outputs per call
 
 
+class BlockRecorder:
+    """Collects every layer's block outputs of one batch-1 generation (a `taps` of model.generation.generate):
+    over the prompt's real positions in context encoding, then one entry per decode step."""
+
+    def __init__(self, prompt_length: int):
+        self.prompt_length = prompt_length
+        self.outputs: Outputs = defaultdict(list)
+
+    def __call__(self, phase: Phase, layer: int, block: str, out: torch.Tensor) -> None:
+        self.outputs[(phase.value, layer, block)].append(out[:, : self.prompt_length] if phase is Phase.CONTEXT else out)
+
+
 def forced_outputs(model: Qwen3Moe, prompt: list[int], forced: list[int], buckets: list[int]) -> Outputs:
     """Every layer's block outputs over the prompt's real positions, then over one decode step per token of
-    `forced` but the last (whose successor is never needed)."""
-    outputs: Outputs = defaultdict(list)
-    phase = Phase.CONTEXT
+    `forced` but the last (whose successor is never needed), called as the contest's generation calls them."""
+    recorder = BlockRecorder(len(prompt))
+    generate(model, [prompt], len(forced), buckets, forced=forced, taps=recorder)
+    return recorder.outputs
 
-    def tap(layer: int, block: str, out: torch.Tensor) -> None:
-        outputs[(phase.value, layer, block)].append(out[:, : len(prompt)] if phase is Phase.CONTEXT else out)
 
-    bucket = pick_bucket(buckets, len(prompt))
-    ids = torch.zeros(1, bucket, dtype=torch.long)
-    ids[0, : len(prompt)] = torch.tensor(prompt)
-    cache = model.new_cache(1, max(buckets))
-    model.forward(ids, torch.arange(bucket).unsqueeze(0), cache, phase, bucket, taps=tap)
-    phase = Phase.TOKEN
-    for step, token in enumerate(forced[:-1]):
-        position = len(prompt) + step
-        model.forward(torch.tensor([[token]]), torch.tensor([[position]]), cache, phase,
-                      pick_bucket(buckets, position + 1), taps=tap)
-    return outputs
+def teacher_forced(model: Qwen3Moe, recorded: BlockRecorder, fed: list[int] | None, prompt: list[int],
+                   forced: list[int], buckets: list[int]) -> Outputs:
+    """`model`'s block outputs teacher-forced on `forced`: those a generation recorded when it fed back exactly
+    these tokens (a greedy run that did not diverge made the same calls), else a teacher-forced run."""
+    if fed == forced:
+        return recorded.outputs
+    return forced_outputs(model, prompt, forced, buckets)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from kernels.slots import KernelSet
 from model.qwen3_moe import Qwen3Moe
-from pipeline.evaluation.layer_parity import LayerParity, first_divergent, forced_outputs, layer_parity, merge
+from pipeline.evaluation.layer_parity import BlockRecorder, LayerParity, first_divergent, layer_parity, merge, teacher_forced
 from pipeline.evaluation.layer_parity import as_rows as parity_rows
 from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation, nan_max
 from pipeline.job import Job, Prompt
@@ -29,7 +30,8 @@ from pipeline.stages.base import StageResult, register_stage
 
 log = logging.getLogger(__name__)
 
-ReferenceFn = Callable[[Prompt, int, Progress], torch.Tensor]  # (prompt, new tokens, progress) -> logits [new, 1, V]
+# (prompt, new tokens, progress, block taps or None) -> (logits [new, 1, V], the tokens fed back [1, new] or None)
+ReferenceFn = Callable[[Prompt, int, Progress, BlockRecorder | None], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def tol_map(job: Job) -> TolMap:
@@ -45,7 +47,12 @@ REFERENCE_KERNELS: dict[str, Callable[[Job], KernelSet]] = {
 
 def _model_reference(job: Job) -> ReferenceFn:
     model = job.model(REFERENCE_KERNELS[job.conf.accuracy.reference](job))
-    return lambda prompt, new, progress: job.generate(model, prompt.ids, new, keep_logits=True, progress=progress).logits
+
+    def run(prompt: Prompt, new: int, progress: Progress, taps: BlockRecorder | None) -> tuple:
+        generation = job.generate(model, prompt.ids, new, keep_logits=True, progress=progress, taps=taps)
+        return generation.logits, generation.tokens
+
+    return run
 
 
 def _transformers_reference(job: Job) -> ReferenceFn:
@@ -54,7 +61,7 @@ def _transformers_reference(job: Job) -> ReferenceFn:
     hf = Qwen3MoeForCausalLM.from_pretrained(job.checkpoint, dtype=job.dtype, attn_implementation="eager")
     hf.eval()
 
-    def run(prompt: Prompt, new: int, progress: Progress) -> torch.Tensor:
+    def run(prompt: Prompt, new: int, progress: Progress, taps: BlockRecorder | None) -> tuple:
         with torch.inference_mode():
             out = hf.generate(
                 torch.tensor([prompt.ids]), max_new_tokens=new, min_new_tokens=new, do_sample=False,
@@ -62,7 +69,7 @@ def _transformers_reference(job: Job) -> ReferenceFn:
                 pad_token_id=job.tokenizer.eos_token_ids[-1],
             )
         progress.advance(new)
-        return torch.stack(out.scores).float()
+        return torch.stack(out.scores).float(), None
 
     return run
 
@@ -85,12 +92,26 @@ def _write_positions(path, result: ValidationResult) -> None:
                              p.margin, p.margin_drift])
 
 
-def _layer_parity(job: Job, candidate: Qwen3Moe, reference: Qwen3Moe, prompt: Prompt,
-                  expected: torch.Tensor) -> list[LayerParity]:
-    """Teacher-forced per-layer parity of the candidate against the in-house reference model on one prompt."""
+@dataclass
+class _Recorded:
+    """A generation's block outputs and the tokens it fed back (None: not recorded)."""
+
+    blocks: BlockRecorder
+    tokens: torch.Tensor | None = None
+
+
+def _layer_parity(job: Job, candidate: Qwen3Moe, reference: Qwen3Moe, prompt: Prompt, expected: torch.Tensor,
+                  recorded: dict[str, _Recorded]) -> list[LayerParity]:
+    """Teacher-forced per-layer parity of the candidate against the in-house reference model on one prompt. A
+    generation that fed back exactly the reference's greedy tokens (the reference's own, and the candidate's
+    first gate call unless it diverged) already ran the teacher-forced calls: its recorded outputs are used."""
     forced = expected.argmax(dim=-1)[:, 0].tolist()
-    ids, buckets = list(prompt.ids), list(job.buckets)
-    return layer_parity(forced_outputs(candidate, ids, forced, buckets), forced_outputs(reference, ids, forced, buckets),
+
+    def outputs(model: Qwen3Moe, run: _Recorded):
+        fed = None if run.tokens is None else run.tokens[0].tolist()
+        return teacher_forced(model, run.blocks, fed, list(prompt.ids), forced, list(job.buckets))
+
+    return layer_parity(outputs(candidate, recorded["candidate"]), outputs(reference, recorded["reference"]),
                         candidate.kernels)
 
 
@@ -123,17 +144,25 @@ class AccuracyStage:
         progress = Progress("accuracy", 2 * sum(n for _, n in checks))
         metrics, report, all_passed, parities = {}, [], True, []
         for prompt, new in checks:
-            expected = reference(prompt, new, progress)
-            if parity:
-                parities.append(_layer_parity(job, candidate, parity_reference, prompt, expected))
+            recorded = {side: _Recorded(BlockRecorder(len(prompt.ids))) for side in ("reference", "candidate")}
+            expected, recorded["reference"].tokens = reference(
+                prompt, new, progress, recorded["reference"].blocks if parity else None)
 
-            def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new) -> torch.Tensor:
+            def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new,
+                            first: _Recorded = recorded["candidate"]) -> torch.Tensor:
                 remaining = new - (ids.shape[1] - len(prompt.ids))
-                return job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True, progress=progress).logits
+                taps = first.blocks if parity and first.tokens is None else None
+                generation = job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True,
+                                          progress=progress, taps=taps)
+                if taps is not None:
+                    first.tokens = generation.tokens
+                return generation.logits
 
             result = logit_validation(
                 torch.tensor([prompt.ids]), generate_fn, expected, tol_map(job), settings.divergence_difference_tol
             )
+            if parity:
+                parities.append(_layer_parity(job, candidate, parity_reference, prompt, expected, recorded))
             _write_positions(out_dir / f"prompt{prompt.index}_positions.csv", result)
             all_passed &= result.passed
             metrics[f"p{prompt.index}.passed"] = float(result.passed)
