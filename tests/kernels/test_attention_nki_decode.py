@@ -77,6 +77,13 @@ def test_matches_reference(shapes, positions):
     check(shapes, positions)
 
 
+@pytest.mark.parametrize("degree", [1, 2])
+def test_matches_reference_at_the_slices_tp_1_and_2_shapes(degree):
+    """Qwen3-30B-A3B's 32 q / 4 KV heads split over 1 or 2 ranks: groups of 8 q heads, 4 or 2 of them per rank
+    (TP 4 has one), at the last position of the 640 bucket."""
+    check(with_(REAL_TP4, q_heads=32 // degree, kv_heads=4 // degree, kv_lengths=(640,)), [639])
+
+
 @pytest.mark.slow
 def test_error_stays_within_rtol_over_seeds_and_positions():
     """The declared rtol against fresh weights, inputs and row positions at real shapes, longest bucket."""

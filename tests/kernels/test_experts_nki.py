@@ -111,6 +111,19 @@ def test_real_shapes_one_token_eight_distinct_experts(name, real_weights):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("tp", [1, 2])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_real_shapes_at_the_slices_tp_1_and_2(name, tp):
+    """768 // tp intermediate rows per rank: 6 or 3 chunks of 128 where TP 4 has 2 of 96."""
+    shapes = replace(REAL_TP4, intermediate=768 // tp)
+    weights = make_weights(shapes)
+    x, affinities = make_tokens(shapes, 2)
+    index = torch.stack([torch.arange(8), torch.arange(4, 12)])
+    out, _ = run(name, x, affinities, index, weights)
+    assert_matches_baseline(name, out, x, affinities, index, weights)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_real_shapes_batch_with_overlapping_selections(name, real_weights):
     x, affinities = make_tokens(REAL_TP4, 4)
