@@ -152,7 +152,8 @@ def _stationary_product(stationary, moving: np.ndarray) -> np.ndarray:
     distinct = view[tuple(slice(0, 1) if d in repeated else slice(None) for d in range(view.ndim))]
     product = to_f32(distinct, stationary.dtype).reshape(view.shape[0], -1).T @ moving
     columns = moving.shape[1]
-    return np.broadcast_to(product.reshape(*distinct.shape[1:], columns), (*view.shape[1:], columns)).reshape(-1, columns)
+    repeated_rows = np.broadcast_to(product.reshape(*distinct.shape[1:], columns), (*view.shape[1:], columns))
+    return repeated_rows.reshape(-1, columns)
 
 
 def _transpose_through_pe(dst, data, identity):

@@ -32,7 +32,8 @@ class BlockRecorder:
         self.outputs: Outputs = defaultdict(list)
 
     def __call__(self, phase: Phase, layer: int, block: str, out: torch.Tensor) -> None:
-        self.outputs[(phase.value, layer, block)].append(out[:, : self.prompt_length] if phase is Phase.CONTEXT else out)
+        real = out[:, : self.prompt_length] if phase is Phase.CONTEXT else out
+        self.outputs[(phase.value, layer, block)].append(real)
 
 
 def forced_outputs(model: Qwen3Moe, prompt: list[int], forced: list[int], buckets: list[int]) -> Outputs:

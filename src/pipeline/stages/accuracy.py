@@ -21,7 +21,8 @@ import torch
 
 from kernels.slots import KernelSet
 from model.qwen3_moe import Qwen3Moe
-from pipeline.evaluation.layer_parity import BlockRecorder, LayerParity, first_divergent, layer_parity, merge, teacher_forced
+from pipeline.evaluation.layer_parity import (BlockRecorder, LayerParity, first_divergent, layer_parity, merge,
+                                              teacher_forced)
 from pipeline.evaluation.layer_parity import as_rows as parity_rows
 from pipeline.evaluation.logit_validation import TolMap, ValidationResult, logit_validation, nan_max
 from pipeline.job import Job, Prompt
