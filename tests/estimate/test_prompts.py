@@ -20,7 +20,7 @@ class RecordingModel:
     def new_cache(self, batch, max_seq):
         return None
 
-    def forward(self, ids, positions, cache, phase, kv_len, last_index=None):
+    def forward(self, ids, positions, cache, phase, kv_len, last_index=None, taps=None):
         if phase is Phase.TOKEN:
             self.kv_lengths.append(kv_len)
         return torch.zeros(ids.shape[0], 4)
