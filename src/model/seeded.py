@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # `head_alignment` (model.head_alignment, default 1) scales the embedding part of the lm_head rows: below 1 the
 # aligned logit shrinks against the noise, so greedy top-1 margins shrink and near-ties appear, as in a trained
 # model's uncertain steps; at 0 the head is plain noise (margins of a few ulps). The accuracy-wall experiments
-# (benchmarks/gate_margin_scan.py) sweep it to find where a kernel's drift flips tokens.
+# (benchmarks/judge_variants.py --extra model.head_alignment=...) set it to find where a kernel's drift
+# flips tokens.
 ROUTER_LOGIT_STD = 3.0
 HEAD_TARGET_LOGIT = 20.0
 NORM_SPREAD = 0.1

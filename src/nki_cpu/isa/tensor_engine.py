@@ -121,12 +121,14 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     written = flags.reshape(m, n) != 0 if accumulated and not everywhere else None
     flags[...] = _FLAG_SET[flags.dtype.itemsize]
 
+    repeated = _repeated_free_dims(stationary)
+
     def compute():
         if double_row:
             product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m),
                                 tile_f32(moving).reshape(k, 2, n))
         else:
-            product = _stationary_product(stationary, tile_f32(moving))
+            product = _stationary_product(stationary, repeated, tile_f32(moving))
         if not accumulated:
             write(dst, product)
         elif everywhere:
@@ -142,13 +144,19 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
            macs=k * m * n * rows, read_back=("dst",) if accumulated else ())
 
 
-def _stationary_product(stationary, moving: np.ndarray) -> np.ndarray:
-    """stationary.T @ moving. A stationary view that repeats columns (a free dim of stride 0) is converted and
-    multiplied once per distinct column, then the product's rows are repeated: each is the same dot product."""
-    view = stationary.np()
-    repeated = [d for d in range(1, view.ndim) if view.strides[d] == 0 and view.shape[d] > 1]
+def _repeated_free_dims(t) -> list[int]:
+    """The free dims of a view that repeat its values (stride 0); the access pattern fixes them, so a replay
+    does not look again."""
+    return [d for d in range(1, len(t.shape)) if t.strides[d] == 0 and t.shape[d] > 1]
+
+
+def _stationary_product(stationary, repeated: list[int], moving: np.ndarray) -> np.ndarray:
+    """stationary.T @ moving. A stationary view that repeats columns (`repeated`: free dims of stride 0) is
+    converted and multiplied once per distinct column, then the product's rows are repeated: each is the same
+    dot product."""
     if not repeated:
         return tile_f32(stationary).T @ moving
+    view = stationary.np()
     distinct = view[tuple(slice(0, 1) if d in repeated else slice(None) for d in range(view.ndim))]
     product = to_f32(distinct, stationary.dtype).reshape(view.shape[0], -1).T @ moving
     columns = moving.shape[1]
