@@ -46,7 +46,9 @@ class Launch:
         self.written_first: dict[int, bool] = {}     # id -> its first access wrote every byte (no refill needed)
         self.registers = [self.scalar_accumulator, self.vector_accumulator]
         self.dynamic_views: list = []                # scalar_offset views resolved since the last record
-        self.region_patches: list[tuple[int, int, int, object]] = []   # (seq, 4 reads / 5 writes, position, view)
+        # What a replay re-makes in its trace from the data it read: (seq, field, position in the field's tuple or
+        # None for the field itself, the function giving the new value); fields 4 reads, 5 writes, 6 DMA bytes.
+        self.trace_patches: list[tuple[int, int, int | None, Callable[[], object]]] = []
         self._taped = False
 
     def start_instance(self, program_id: tuple[int, ...]) -> None:
@@ -99,9 +101,16 @@ class Launch:
         raw = self._raw
         raw.append((len(raw), op, engine, operands, reads, writes, dma_bytes, macs, attrs, site, self.program_id))
 
+    def patch_trace(self, patches: list[tuple[int, int | None, Callable[[], object]]]) -> None:
+        """The instruction about to be recorded has data-dependent trace fields: (field, position, value function)."""
+        if self.tape is not None:
+            seq = len(self._raw)
+            self.trace_patches.extend((seq, field, position, value) for field, position, value in patches)
+
     def _note_tape(self, op: str, operands: tuple, reads: tuple, writes: tuple) -> None:
         """Every traced instruction must have taped its work; regions of scalar_offset views are re-made on replay;
-        an allocation whose first access writes all of it densely needs no NaN refill before a replay."""
+        an allocation whose first access writes all of it densely (no indirect scatter) needs no NaN refill before
+        a replay."""
         if not self._taped:
             self.block_replay(f"{op} keeps no replay closure")
         self._taped = False
@@ -111,7 +120,8 @@ class Launch:
         for operand, region in zip(operands, writes):      # the written operands come first, in order
             if region.alloc not in first:
                 alloc = self.allocations.get(region.alloc)
-                first[region.alloc] = alloc is not None and operand[7] and region.partitions == (0, alloc.partitions) \
+                first[region.alloc] = alloc is not None and operand[7] and not operand[9] \
+                    and region.partitions == (0, alloc.partitions) \
                     and region.byte_range == (0, alloc.bytes_per_partition)
         if self.dynamic_views:
             seq = len(self._raw)
@@ -119,7 +129,7 @@ class Launch:
                 for slot, regions in ((4, reads), (5, writes)):
                     for position, region in enumerate(regions):
                         if region is view._region:
-                            self.region_patches.append((seq, slot, position, view))
+                            self.trace_patches.append((seq, slot, position, view.region))
             self.dynamic_views.clear()
 
     def finish(self) -> Trace:

@@ -4,11 +4,12 @@ The first launch of a kernel for a key (kernel function, target, grid, the shape
 arguments and the values of the others) runs as always: every hardware check, the full trace, the SBUF/PSUM
 capacity check. Each instruction also keeps its numeric work on the launch's tape as a closure over views whose
 access patterns are already resolved (`Launch.execute`), so the interpreter stays one interpreter. A launch whose run
-read tensor values to decide control flow or addresses (a register loaded from data, a vector_offset gather, an
-on-chip scalar_offset, `.np()` from kernel code, `nl.device_print`) or traced an instruction without a closure is
-never recorded: it is interpreted on every call. A scalar_offset on an HBM view is on the tape as its own step, which
-reads the index again, moves the view and checks its bounds, and its trace regions are re-made; the instruction
-stream itself does not change.
+read tensor values to decide control flow or on-chip addresses (a register loaded from data, an on-chip
+scalar_offset, `.np()` from kernel code, `nl.device_print`) or traced an instruction without a closure is never
+recorded: it is interpreted on every call. A scalar_offset on an HBM view is on the tape as its own step, which reads
+the index again, moves the view and checks its bounds; a vector_offset DMA (gather, scatter) reads its index again in
+its own work and checks its rows. Their trace regions (and a gather's bytes) are re-made; the instruction stream
+itself does not change.
 
 A replay points the argument allocations at the new arguments' memory, gives the kernel's HBM tensors fresh storage
 (the caller may keep the previous outputs), refills scratch with NaN in place as a first run finds it (unless its first
@@ -143,15 +144,19 @@ class Recording:
         return wrapped, self._trace()
 
     def _trace(self) -> Trace:
-        """The recorded trace; the regions of scalar_offset views as this replay resolved them."""
-        if not self.launch.region_patches:
+        """The recorded trace; its data-dependent fields (regions of scalar_offset and vector_offset views, bytes a
+        gather moved) as this replay made them."""
+        if not self.launch.trace_patches:
             return self.trace
         raw = list(self.trace.raw_instructions)
-        for seq, slot, position, view in self.launch.region_patches:
+        for seq, slot, position, value in self.launch.trace_patches:
             fields = list(raw[seq])
-            regions = list(fields[slot])
-            regions[position] = view.region()
-            fields[slot] = tuple(regions)
+            if position is None:
+                fields[slot] = value()
+            else:
+                regions = list(fields[slot])
+                regions[position] = value()
+                fields[slot] = tuple(regions)
             raw[seq] = tuple(fields)
         recorded = self.trace
         return Trace(kernel=recorded.kernel, target=recorded.target, grid=recorded.grid, raw_instructions=raw,

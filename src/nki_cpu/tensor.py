@@ -475,7 +475,6 @@ def index_tensor(t: NkiTensor) -> NkiTensor | None:
 def gather_indices(t: NkiTensor) -> tuple[np.ndarray, np.ndarray]:
     """Flat element indices (shape t.shape) of a vector_offset view and the in-bounds mask per element."""
     indirect = t.indirect
-    _block_replay("a vector_offset (indirect DMA) reads its rows from the data")
     rows = np.asarray(concrete(indirect.index).np(), dtype=np.int64).reshape(-1)
     count = t.shape[indirect.dim]
     if rows.size < count:

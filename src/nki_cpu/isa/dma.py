@@ -24,34 +24,56 @@ from .enums import oob_mode as OobMode
 
 
 class _Side:
-    """One side of a DMA: static view, or flat element indices for a vector_offset view."""
+    """One side of a DMA: a static view, or a vector_offset view, whose flat element indices and in-bounds mask
+    exist while the instruction works: made (and bounds-checked) when it is traced and again by each replay, which
+    reads the index anew; only the region they cover and the count of rows inside are kept afterwards."""
 
     def __init__(self, instr, site, role, t: NkiTensor, oob):
         self.role = role
         self.flat = None
         self.valid = None
-        if t.indirect is not None and t.indirect.kind == "vector":
+        self.indirect = t.indirect is not None and t.indirect.kind == "vector"
+        if self.indirect:
             self.tensor = t
-            self.flat, self.valid = gather_indices(t)
-            if oob == OobMode.error and not self.valid.all():
-                fail(instr, "indirect rows must lie inside the tensor (oob_mode=error)",
-                     f"{role} row indices {np.asarray(_index_values(t)).tolist()}", site)
+            self.instr, self.site, self.oob = instr, site, oob
+            self.traced = False
+            self.begin()
+            self.traced = True
         else:
             self.tensor = resolve(t)
         self.count = math.prod(self.tensor.shape)
+
+    def begin(self) -> None:
+        """First step of the instruction's numeric work: the indices, unless the trace has just made them."""
+        if not self.indirect:
+            return
+        if self.traced:
+            self.traced = False
+        else:
+            self.flat, self.valid = gather_indices(self.tensor)
+            if self.oob == OobMode.error and not self.valid.all():
+                fail(self.instr, "indirect rows must lie inside the tensor (oob_mode=error)",
+                     f"{self.role} row indices {np.asarray(_index_values(self.tensor)).tolist()}", self.site)
+
+    def end(self) -> None:
+        """Last step: keep what the trace needs (region, elements inside) and drop the indices."""
+        if self.indirect:
+            self.covered = indirect_region(self.tensor, self.flat, self.valid)
+            self.inside = int(self.valid.sum())
+            self.flat = self.valid = None
 
     def kind(self) -> str:
         return self.tensor.alloc.kind
 
     def read(self) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.flat is None:
+        if not self.indirect:
             return self.tensor.np().reshape(-1), None
         storage = self.tensor.alloc.raw.view(self.tensor.dtype.storage)
         safe = np.where(self.valid, self.flat, 0).reshape(-1)
         return storage[safe], self.valid.reshape(-1)
 
     def write(self, values: np.ndarray, valid: np.ndarray | None) -> None:
-        if self.flat is None:
+        if not self.indirect:
             view = self.tensor.np()
             if valid is None:
                 view[...] = values.reshape(view.shape)
@@ -65,9 +87,7 @@ class _Side:
         storage[self.flat.reshape(-1)[keep]] = values[keep]
 
     def region(self):
-        if self.flat is None:
-            return region(self.tensor)
-        return indirect_region(self.tensor, self.flat, self.valid)
+        return self.covered if self.indirect else region(self.tensor)
 
     def operands(self):
         out = [(self.role, self.tensor)]
@@ -85,7 +105,7 @@ def _check_sides(instr, site, sides, dge, dtype_pair):
     for side in sides:
         if side.kind() in FORBIDDEN_BUFFERS["dma"]:
             fail(instr, FORBIDDEN_BUFFERS["dma"][side.kind()], f"{side.role} in PSUM", site)
-    gather = any(side.flat is not None for side in sides)
+    gather = any(side.indirect for side in sides)
     if dge == DgeMode.hwdge:
         if gather:
             fail(instr, "hardware DGE has no vector_offset gather/scatter; use swdge",
@@ -95,8 +115,10 @@ def _check_sides(instr, site, sides, dge, dtype_pair):
                  f"{dtype_pair[0].name} -> {dtype_pair[1].name}", site)
 
 
-def _record(launch, op, site, dst_side, src_sides, attrs, moved, read_dst=False):
-    operands, reads = [], []
+def _record(launch, op, site, dst_side, src_sides, attrs, moved, read_dst=False, moved_now=None):
+    """Trace the DMA. Regions of indirect sides, and `moved_now()` (elements moved) when given, are what each
+    replay re-makes from the index it read (Launch.trace_patches)."""
+    operands, reads, patches = [], [], []
     for role, t in dst_side.operands():
         operands.append(t.operand(role))
         if role == "index":
@@ -104,11 +126,20 @@ def _record(launch, op, site, dst_side, src_sides, attrs, moved, read_dst=False)
     for side in src_sides:
         for role, t in side.operands():
             operands.append(t.operand(role))
+            if role == side.role and side.indirect:
+                patches.append((4, len(reads), side.region))
             reads.append(side.region() if role == side.role else region(t))
     if read_dst:
+        if dst_side.indirect:
+            patches.append((4, len(reads), dst_side.region))
         reads.append(dst_side.region())
-    launch.record(op, "dma", site, tuple(operands), tuple(reads), (dst_side.region(),), attrs,
-                  moved * dst_side.tensor.dtype.itemsize, 0)
+    if dst_side.indirect:
+        patches.append((5, 0, dst_side.region))
+    itemsize = dst_side.tensor.dtype.itemsize
+    if moved_now is not None:
+        patches.append((6, None, lambda: moved_now() * itemsize))
+    launch.patch_trace(patches)
+    launch.record(op, "dma", site, tuple(operands), tuple(reads), (dst_side.region(),), attrs, moved * itemsize, 0)
 
 
 def dma_copy(dst, src, oob_mode=OobMode.error, dge_mode=DgeMode.unknown, engine=Engine.unknown, name=None,
@@ -122,11 +153,13 @@ def dma_copy(dst, src, oob_mode=OobMode.error, dge_mode=DgeMode.unknown, engine=
     dst_dtype = target.tensor.dtype
     if dst_rmw_op is not None and not (isinstance(dst_rmw_op, Op) and dst_rmw_op.name == "add"):
         fail("dma_copy", "dst_rmw_op supports only nl.add", f"dst_rmw_op={dst_rmw_op!r}", site)
-    if dst_rmw_op is None and source.flat is None and target.flat is None:
+    if dst_rmw_op is None and not source.indirect and not target.indirect:
         launch.execute(lambda: _copy_static(target.tensor, source.tensor))
         moved = target.count
     else:
         def compute():
+            target.begin()
+            source.begin()
             values, valid = source.read()
             if dst_rmw_op is not None:
                 current_values, _ = target.read()
@@ -135,12 +168,19 @@ def dma_copy(dst, src, oob_mode=OobMode.error, dge_mode=DgeMode.unknown, engine=
             else:
                 values = convert(values, source.tensor.dtype, dst_dtype)
             target.write(values, valid)
+            target.end()
+            source.end()
         launch.execute(compute)
-        valid = source.valid
-        moved = int(valid.sum()) if valid is not None else target.count
+        moved = _moved(source, target)
     _record(launch, "dma_copy", site, target, [source],
             attrs_of(name, engine, dge_mode=DgeMode(dge_mode).name, oob_mode=OobMode(oob_mode).name,
-                     dst_rmw_op="add" if dst_rmw_op is not None else None), moved, read_dst=dst_rmw_op is not None)
+                     dst_rmw_op="add" if dst_rmw_op is not None else None), moved, read_dst=dst_rmw_op is not None,
+            moved_now=(lambda: source.inside) if source.indirect else None)
+
+
+def _moved(source: _Side, target: _Side) -> int:
+    """Elements a copy moves: a gather skips the rows outside its tensor (oob_mode=skip)."""
+    return source.inside if source.indirect else target.count
 
 
 def _copy_static(dst: NkiTensor, src: NkiTensor) -> None:
@@ -180,10 +220,14 @@ def dma_transpose(dst, src, axes=None, dge_mode=DgeMode.unknown, oob_mode=OobMod
         fail("dma_transpose", "src and dst must hold the same number of elements",
              f"src {src_t.shape}, dst {dst_t.shape}", site)
     def compute():
+        target.begin()
+        source.begin()
         values, valid = source.read()
         moved_values = np.transpose(values.reshape(src_t.shape), chosen).reshape(-1)
         moved_valid = None if valid is None else np.transpose(valid.reshape(src_t.shape), chosen).reshape(-1)
         target.write(moved_values, moved_valid)
+        target.end()
+        source.end()
     launch.execute(compute)
     _record(launch, "dma_transpose", site, target, [source],
             attrs_of(name, None, axes=list(chosen), dge_mode=DgeMode(dge_mode).name), target.count)
@@ -213,11 +257,15 @@ def dma_compute(dst, srcs, *args, reduce_op=None, scales=None, unique_indices=Tr
             usage("dma_compute", f"{side.role} has {side.count} elements, dst {target.count}", site)
 
     def compute():
+        for side in [target] + sides:
+            side.begin()
         total = np.zeros(target.count, dtype=np.float32)
         for side in sides:
             values, _ = side.read()
             total += to_f32(values, side.tensor.dtype)
         target.write(convert(total, float32, target.tensor.dtype), None)
+        for side in [target] + sides:
+            side.end()
     launch.execute(compute)
     _record(launch, "dma_compute", site, target, sides, attrs_of(name, None, reduce_op="add",
                                                                  sources=len(sides)), target.count)
