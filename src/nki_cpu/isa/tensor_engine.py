@@ -8,6 +8,8 @@ transposes and other instructions leave it alone) [the hardware granularity is u
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..checks import fail, kernel_site
@@ -121,14 +123,14 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     written = flags.reshape(m, n) != 0 if accumulated and not everywhere else None
     flags[...] = _FLAG_SET[flags.dtype.itemsize]
 
-    repeated = _repeated_free_dims(stationary)
+    repeats = _repeats(stationary)
 
     def compute():
         if double_row:
             product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m),
                                 tile_f32(moving).reshape(k, 2, n))
         else:
-            product = _stationary_product(stationary, repeated, tile_f32(moving))
+            product = _stationary_product(stationary, repeats, tile_f32(moving))
         if not accumulated:
             write(dst, product)
         elif everywhere:
@@ -144,24 +146,27 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
            macs=k * m * n * rows, read_back=("dst",) if accumulated else ())
 
 
-def _repeated_free_dims(t) -> list[int]:
-    """The free dims of a view that repeat its values (stride 0); the access pattern fixes them, so a replay
-    does not look again."""
-    return [d for d in range(1, len(t.shape)) if t.strides[d] == 0 and t.shape[d] > 1]
-
-
-def _stationary_product(stationary, repeated: list[int], moving: np.ndarray) -> np.ndarray:
-    """stationary.T @ moving. A stationary view that repeats columns (`repeated`: free dims of stride 0) is
-    converted and multiplied once per distinct column, then the product's rows are repeated: each is the same
-    dot product."""
+def _repeats(t) -> tuple[tuple, np.ndarray] | None:
+    """A stationary view that repeats columns (free dims of stride 0): the index of its distinct columns and, for
+    each column of the view, the distinct column it repeats. The access pattern fixes both, so a replay does not
+    look again."""
+    repeated = [d for d in range(1, len(t.shape)) if t.strides[d] == 0 and t.shape[d] > 1]
     if not repeated:
+        return None
+    distinct = tuple(slice(0, 1) if d in repeated else slice(None) for d in range(len(t.shape)))
+    distinct_shape = [1 if d in repeated else size for d, size in enumerate(t.shape)][1:]
+    columns = np.arange(math.prod(distinct_shape)).reshape(distinct_shape)
+    return distinct, np.broadcast_to(columns, t.shape[1:]).reshape(-1)
+
+
+def _stationary_product(stationary, repeats: tuple[tuple, np.ndarray] | None, moving: np.ndarray) -> np.ndarray:
+    """stationary.T @ moving. A stationary view that repeats columns is converted and multiplied once per distinct
+    column, then the product's rows are repeated: each is the same dot product."""
+    if repeats is None:
         return tile_f32(stationary).T @ moving
-    view = stationary.np()
-    distinct = view[tuple(slice(0, 1) if d in repeated else slice(None) for d in range(view.ndim))]
-    product = to_f32(distinct, stationary.dtype).reshape(view.shape[0], -1).T @ moving
-    columns = moving.shape[1]
-    repeated_rows = np.broadcast_to(product.reshape(*distinct.shape[1:], columns), (*view.shape[1:], columns))
-    return repeated_rows.reshape(-1, columns)
+    distinct, rows = repeats
+    values = stationary.np()[distinct]
+    return (to_f32(values, stationary.dtype).reshape(values.shape[0], -1).T @ moving)[rows]
 
 
 def _transpose_through_pe(dst, data, identity):
