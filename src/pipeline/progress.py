@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 log = logging.getLogger("pipeline.progress")
@@ -11,13 +12,16 @@ class Progress:
     def __init__(self, label: str, total: int, unit: str = "tokens", interval_s: float = 5.0):
         self.label, self.total, self.unit, self.interval_s = label, max(total, 1), unit, interval_s
         self.done = 0
+        self._lock = threading.Lock()     # the accuracy stage advances it from two threads
         self.start = self.last = time.monotonic()
         log.info("%s: 0/%d %s", label, total, unit)
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.done >= self.total or now - self.last >= self.interval_s:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if not (self.done >= self.total or now - self.last >= self.interval_s):
+                return
             self.last = now
             elapsed = now - self.start
             eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0

@@ -21,6 +21,7 @@ import torch
 
 from kernels.slots import KernelSet
 from model.qwen3_moe import Qwen3Moe
+from pipeline.evaluation.ahead import OneAhead
 from pipeline.evaluation.layer_parity import (BlockRecorder, LayerParity, first_divergent, layer_parity, merge,
                                               teacher_forced)
 from pipeline.evaluation.layer_parity import as_rows as parity_rows
@@ -144,37 +145,45 @@ class AccuracyStage:
         # (a candidate that diverges is regenerated from the divergence, which can go past 100%).
         progress = Progress("accuracy", 2 * sum(n for _, n in checks))
         metrics, report, all_passed, parities = {}, [], True, []
-        for prompt, new in checks:
-            recorded = {side: _Recorded(BlockRecorder(len(prompt.ids))) for side in ("reference", "candidate")}
-            expected, recorded["reference"].tokens = reference(
-                prompt, new, progress, recorded["reference"].blocks if parity else None)
 
-            def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new,
-                            first: _Recorded = recorded["candidate"]) -> torch.Tensor:
-                remaining = new - (ids.shape[1] - len(prompt.ids))
-                taps = first.blocks if parity and first.tokens is None else None
-                generation = job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True,
-                                          progress=progress, taps=taps)
-                if taps is not None:
-                    first.tokens = generation.tokens
-                return generation.logits
+        def reference_run(check: tuple[Prompt, int]) -> tuple[torch.Tensor, _Recorded]:
+            prompt, new = check
+            run = _Recorded(BlockRecorder(len(prompt.ids)))
+            expected, run.tokens = reference(prompt, new, progress, run.blocks if parity else None)
+            return expected, run
 
-            result = logit_validation(
-                torch.tensor([prompt.ids]), generate_fn, expected, tol_map(job), settings.divergence_difference_tol
-            )
-            if parity:
-                parities.append(_layer_parity(job, candidate, parity_reference, prompt, expected, recorded))
-            _write_positions(out_dir / f"prompt{prompt.index}_positions.csv", result)
-            all_passed &= result.passed
-            metrics[f"p{prompt.index}.passed"] = float(result.passed)
-            metrics[f"p{prompt.index}.divergences"] = len(result.divergences)
-            metrics.update({f"p{prompt.index}.max_err_{k}": v for k, v in result.max_errors.items()})
-            metrics[f"p{prompt.index}.min_margin"] = result.min_margin
-            metrics[f"p{prompt.index}.max_margin_drift"] = result.max_margin_drift
-            report.append({"prompt": prompt.index, "tokens_checked": new, "status": result.status(),
-                           "divergences": result.divergences, "max_errors": result.max_errors,
-                           "generate_calls": result.generate_calls})
-            log.info("accuracy prompt %d: %s", prompt.index, result.status())
+        # The next prompt's reference runs on a second thread while the candidate works on this one.
+        with OneAhead(reference_run, checks) as references:
+            for (prompt, new), (expected, reference_recorded) in zip(checks, references):
+                candidate_recorded = _Recorded(BlockRecorder(len(prompt.ids)))
+
+                def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new,
+                                first: _Recorded = candidate_recorded) -> torch.Tensor:
+                    remaining = new - (ids.shape[1] - len(prompt.ids))
+                    taps = first.blocks if parity and first.tokens is None else None
+                    generation = job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True,
+                                              progress=progress, taps=taps)
+                    if taps is not None:
+                        first.tokens = generation.tokens
+                    return generation.logits
+
+                result = logit_validation(
+                    torch.tensor([prompt.ids]), generate_fn, expected, tol_map(job), settings.divergence_difference_tol
+                )
+                if parity:
+                    recorded = {"reference": reference_recorded, "candidate": candidate_recorded}
+                    parities.append(_layer_parity(job, candidate, parity_reference, prompt, expected, recorded))
+                _write_positions(out_dir / f"prompt{prompt.index}_positions.csv", result)
+                all_passed &= result.passed
+                metrics[f"p{prompt.index}.passed"] = float(result.passed)
+                metrics[f"p{prompt.index}.divergences"] = len(result.divergences)
+                metrics.update({f"p{prompt.index}.max_err_{k}": v for k, v in result.max_errors.items()})
+                metrics[f"p{prompt.index}.min_margin"] = result.min_margin
+                metrics[f"p{prompt.index}.max_margin_drift"] = result.max_margin_drift
+                report.append({"prompt": prompt.index, "tokens_checked": new, "status": result.status(),
+                               "divergences": result.divergences, "max_errors": result.max_errors,
+                               "generate_calls": result.generate_calls})
+                log.info("accuracy prompt %d: %s", prompt.index, result.status())
         (out_dir / "report.json").write_text(json.dumps({"reference": settings.reference, "prompts": report}, indent=2))
         passed = sum(r["status"].startswith("passed") for r in report)
         worst = nan_max(m for k, m in metrics.items() if "max_err_top_all" in k) if report else 0.0
