@@ -479,8 +479,8 @@ def gather_indices(t: NkiTensor) -> tuple[np.ndarray, np.ndarray]:
     count = t.shape[indirect.dim]
     if rows.size < count:
         usage("indirect access", f"vector_offset has {rows.size} indices for {count} rows")
-    flat = np.full(t.shape, t.offset, dtype=np.int64)
-    for dim, (size, stride) in enumerate(zip(t.shape, t.strides)):
+    flat = np.int64(t.offset)
+    for dim, (size, stride) in enumerate(zip(t.shape, t.strides)):   # broadcast: only the last add is full size
         shape = [1] * len(t.shape)
         shape[dim] = size
         step = indirect.row_stride if dim == indirect.dim else stride

@@ -69,8 +69,8 @@ class _Side:
         if not self.indirect:
             return self.tensor.np().reshape(-1), None
         storage = self.tensor.alloc.raw.view(self.tensor.dtype.storage)
-        safe = np.where(self.valid, self.flat, 0).reshape(-1)
-        return storage[safe], self.valid.reshape(-1)
+        safe = self.flat if self.inside_all() else np.where(self.valid, self.flat, 0)
+        return storage[safe.reshape(-1)], self.valid.reshape(-1)
 
     def write(self, values: np.ndarray, valid: np.ndarray | None) -> None:
         if not self.indirect:
@@ -83,8 +83,14 @@ class _Side:
                 view[...] = merged.reshape(view.shape)
             return
         storage = self.tensor.alloc.raw.view(self.tensor.dtype.storage)
+        if valid is None and self.inside_all():
+            storage[self.flat.reshape(-1)] = values
+            return
         keep = self.valid.reshape(-1) if valid is None else self.valid.reshape(-1) & valid
         storage[self.flat.reshape(-1)[keep]] = values[keep]
+
+    def inside_all(self) -> bool:
+        return bool(self.valid.all())
 
     def region(self):
         return self.covered if self.indirect else region(self.tensor)
