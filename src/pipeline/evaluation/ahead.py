@@ -1,7 +1,7 @@
 """The next item's work on a second thread while the caller uses the current one.
 
-The accuracy stage runs the reference (torch on the CPU) for prompt i + 1 while the candidate (the interpreter, or
-a device) works on prompt i, which hides most of the reference's time on a 2-core machine. Meanwhile torch's
+The accuracy stage runs the references (torch on the CPU) of prompt i and i + 1 while the candidate (the interpreter,
+or a device) makes its first generation of prompt i, which hides most of the reference's time on a 2-core machine. Meanwhile torch's
 intra-op threads are halved, so the two threads' OpenMP teams do not outnumber the cores (teams that do spin-wait on
 each other). torch's CPU kernels and ours split output rows between threads, not sums, so the results do not depend
 on the thread count; tests/unit/test_ahead.py checks the reference's logits bit for bit.

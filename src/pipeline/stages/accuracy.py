@@ -152,19 +152,23 @@ class AccuracyStage:
             expected, run.tokens = reference(prompt, new, progress, run.blocks if parity else None)
             return expected, run
 
-        # The next prompt's reference runs on a second thread while the candidate works on this one.
+        # The references run on a second thread, at most one prompt ahead of the candidate, which meanwhile makes the
+        # gate's first generation of its prompt (the full generation from the prompt, recording its block outputs).
         with OneAhead(reference_run, checks) as references:
-            for (prompt, new), (expected, reference_recorded) in zip(checks, references):
+            for prompt, new in checks:
                 candidate_recorded = _Recorded(BlockRecorder(len(prompt.ids)))
+                first = job.generate(candidate, prompt.ids, new, keep_logits=True, progress=progress,
+                                     taps=candidate_recorded.blocks if parity else None)
+                candidate_recorded.tokens = first.tokens if parity else None
+                expected, reference_recorded = next(references)
 
                 def generate_fn(ids: torch.Tensor, prompt: Prompt = prompt, new: int = new,
-                                first: _Recorded = candidate_recorded) -> torch.Tensor:
-                    remaining = new - (ids.shape[1] - len(prompt.ids))
-                    taps = first.blocks if parity and first.tokens is None else None
-                    generation = job.generate(candidate, tuple(ids[0].tolist()), remaining, keep_logits=True,
-                                              progress=progress, taps=taps)
-                    if taps is not None:
-                        first.tokens = generation.tokens
+                                first: torch.Tensor = first.logits) -> torch.Tensor:
+                    """The gate's generations: the first was made above; later ones continue after a divergence."""
+                    if ids.shape[1] == len(prompt.ids):
+                        return first
+                    generation = job.generate(candidate, tuple(ids[0].tolist()), new - (ids.shape[1] - len(prompt.ids)),
+                                              keep_logits=True, progress=progress)
                     return generation.logits
 
                 result = logit_validation(
