@@ -124,17 +124,19 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     flags[...] = _FLAG_SET[flags.dtype.itemsize]
 
     repeats = _repeats(stationary)
-    views = None if double_row or repeats is not None or (accumulated and not everywhere) else \
-        _fixed_views(dst, stationary, moving)
+    views = None if double_row or (accumulated and not everywhere) else _fixed_views(dst, stationary, moving, repeats)
     if views is not None:           # the common case, on views fixed now: fewer Python steps per replay
         d, s, v = views
-        s_dtype, v_dtype = stationary.dtype, moving.dtype
-        if everywhere:
-            def compute():
-                np.add(d, to_f32(s, s_dtype).T @ to_f32(v, v_dtype), out=d)
-        else:
-            def compute():
-                d[...] = to_f32(s, s_dtype).T @ to_f32(v, v_dtype)
+        s_dtype, v_dtype, spread = stationary.dtype, moving.dtype, None if repeats is None else repeats[1]
+
+        def compute():
+            product = to_f32(s, s_dtype).reshape(k, -1).T @ to_f32(v, v_dtype)
+            if spread is not None:
+                product = product[spread]
+            if everywhere:
+                np.add(d, product, out=d)
+            else:
+                d[...] = product
         launch.execute(compute)
         _record_matmul(launch, site, dst, reads, name, accumulate, accumulated, double_row, tile_position, tile_size,
                        k * m * n * rows)
@@ -167,15 +169,17 @@ def _record_matmul(launch, site, dst, reads: dict, name, accumulate, accumulated
            macs=macs, read_back=("dst",) if accumulated else ())
 
 
-def _fixed_views(dst, stationary, moving) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """[P, F] views of an fp32 on-chip dst and its on-chip operands, when each has one. On-chip memory keeps its
-    storage across replays (nki_cpu.replay), so views taken now stay valid."""
+def _fixed_views(dst, stationary, moving, repeats) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """[P, F] views of an fp32 on-chip dst and moving, and the view of the stationary's distinct columns, when each
+    exists without a copy. On-chip memory keeps its storage across replays (nki_cpu.replay), so views taken now stay
+    valid."""
     if dst.dtype.name != "float32" or "hbm" in (dst.alloc.kind, stationary.alloc.kind, moving.alloc.kind):
         return None
-    views = dst.tile_view(), stationary.tile_view(), moving.tile_view()
-    if any(view is None for view in views) or views[0].shape != (views[1].shape[1], views[2].shape[1]):
+    d, v = dst.tile_view(), moving.tile_view()
+    s = stationary.tile_view() if repeats is None else stationary.np()[repeats[0]]
+    if d is None or v is None or s is None or d.shape != (stationary.elems_per_partition, v.shape[1]):
         return None
-    return views
+    return d, s, v
 
 
 def _repeats(t) -> tuple[tuple, np.ndarray] | None:
