@@ -124,49 +124,38 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     flags[...] = _FLAG_SET[flags.dtype.itemsize]
 
     repeats = _repeats(stationary)
+    spread = None if repeats is None else repeats[1]
     views = None if double_row or (accumulated and not everywhere) else _fixed_views(dst, stationary, moving, repeats)
     if views is not None:           # the common case, on views fixed now: fewer Python steps per replay
         d, s, v = views
-        s_dtype, v_dtype, spread = stationary.dtype, moving.dtype, None if repeats is None else repeats[1]
 
         def compute():
-            product = to_f32(s, s_dtype).reshape(k, -1).T @ to_f32(v, v_dtype)
-            if spread is not None:
-                product = product[spread]
+            product = _product(s, stationary.dtype, to_f32(v, moving.dtype), spread)
             if everywhere:
                 np.add(d, product, out=d)
             else:
                 d[...] = product
-        launch.execute(compute)
-        _record_matmul(launch, site, dst, reads, name, accumulate, accumulated, double_row, tile_position, tile_size,
-                       k * m * n * rows)
-        return
-
-    def compute():
-        if double_row:
-            product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m),
-                                tile_f32(moving).reshape(k, 2, n))
-        else:
-            product = _stationary_product(stationary, repeats, tile_f32(moving))
-        if not accumulated:
-            write(dst, product)
-        elif everywhere:
-            if not compute_into(dst, np.add, tile_f32(dst), product):
-                write(dst, tile_f32(dst) + product)
-        else:
-            write(dst, np.where(written, tile_f32(dst) + product, product))
+    else:
+        def compute():
+            if double_row:
+                product = np.einsum("kli,klj->ij", tile_f32(stationary).reshape(k, 2, m),
+                                    tile_f32(moving).reshape(k, 2, n))
+            else:
+                values = tile_f32(stationary) if repeats is None else stationary.np()[repeats[0]]
+                product = _product(values, stationary.dtype, tile_f32(moving), spread)
+            if not accumulated:
+                write(dst, product)
+            elif everywhere:
+                if not compute_into(dst, np.add, tile_f32(dst), product):
+                    write(dst, tile_f32(dst) + product)
+            else:
+                write(dst, np.where(written, tile_f32(dst) + product, product))
     launch.execute(compute)
-    _record_matmul(launch, site, dst, reads, name, accumulate, accumulated, double_row, tile_position, tile_size,
-                   k * m * n * rows)
-
-
-def _record_matmul(launch, site, dst, reads: dict, name, accumulate, accumulated: bool, double_row: bool,
-                   tile_position, tile_size, macs: int) -> None:
     record(launch, "nc_matmul", "tensor", site, {"dst": dst}, reads,
            attrs_of(name, None, accumulate=accumulate, accumulated=accumulated,
                     perf_mode="double_row" if double_row else "none",
                     tile_position=list(tile_position) or None, tile_size=list(tile_size) or None),
-           macs=macs, read_back=("dst",) if accumulated else ())
+           macs=k * m * n * rows, read_back=("dst",) if accumulated else ())
 
 
 def _fixed_views(dst, stationary, moving, repeats) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -195,14 +184,11 @@ def _repeats(t) -> tuple[tuple, np.ndarray] | None:
     return distinct, np.broadcast_to(columns, t.shape[1:]).reshape(-1)
 
 
-def _stationary_product(stationary, repeats: tuple[tuple, np.ndarray] | None, moving: np.ndarray) -> np.ndarray:
-    """stationary.T @ moving. A stationary view that repeats columns is converted and multiplied once per distinct
-    column, then the product's rows are repeated: each is the same dot product."""
-    if repeats is None:
-        return tile_f32(stationary).T @ moving
-    distinct, rows = repeats
-    values = stationary.np()[distinct]
-    return (to_f32(values, stationary.dtype).reshape(values.shape[0], -1).T @ moving)[rows]
+def _product(stationary: np.ndarray, dtype, moving: np.ndarray, spread: np.ndarray | None) -> np.ndarray:
+    """stationary.T @ moving (fp32). A stationary that repeats columns comes as its distinct columns, converted and
+    multiplied once each; `spread` then repeats the product's rows: each is the same dot product."""
+    product = to_f32(stationary, dtype).reshape(stationary.shape[0], -1).T @ moving
+    return product if spread is None else product[spread]
 
 
 def _transpose_through_pe(dst, data, identity):
