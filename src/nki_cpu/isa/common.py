@@ -88,9 +88,9 @@ def check_start_partition(instr: str, site, role: str, t: NkiTensor) -> None:
 
 def check_same_elements(instr: str, site, reference: str, ref: NkiTensor, others: dict) -> None:
     """Element-wise operands: equal partitions and equal elements per partition."""
-    parts, elems = ref.shape[0], ref.elems_per_partition
+    parts, elems = ref.shape[0], (ref._layout or ref.layout()).free_elems
     for role, t in others.items():
-        if t.shape[0] != parts or t.elems_per_partition != elems:
+        if t.shape[0] != parts or (t._layout or t.layout()).free_elems != elems:
             fail(instr, "operands need equal partitions and elements per partition",
                  f"{reference} {ref.shape} vs {role} {t.shape}", site)
 
@@ -265,7 +265,7 @@ def lanes_of(t: NkiTensor) -> slice:
 def attrs_of(name, engine, **values) -> dict:
     """Trace attrs: the given options (None dropped), the requested engine and the name= label."""
     attrs = values if None not in values.values() else {k: v for k, v in values.items() if v is not None}
-    if engine is not None and engine != Engine.unknown:
+    if engine:                              # None and engine.unknown (0) request nothing
         attrs["engine_requested"] = Engine(engine).name
     if name:
         attrs["name"] = name

@@ -38,7 +38,7 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
     dst, data1, data2 = resolve(dst), resolve(data1), resolve(data2)
     operands = {"dst": dst, "data1": data1, "data2": data2}
     integer = alu.name in _INT_EXACT and _ints(dst, data1, data2)
-    any_psum = dst.alloc.kind == "psum" or data1.alloc.kind == "psum" or data2.alloc.kind == "psum"
+    any_psum = integer and "psum" in (dst.alloc.kind, data1.alloc.kind, data2.alloc.kind)
     default = "gpsimd" if alu.name == "power" or (integer and not any_psum) else "vector"
     eng = pick_engine(engine, default)
     check_buffers("tensor_tensor", eng, site, operands)
