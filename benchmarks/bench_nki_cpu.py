@@ -112,7 +112,7 @@ class MoeNumpyWork:
 
         out = np.zeros(self.shape, np.float32)
         h = np.empty((self.inter, 1), np.float32)
-        for k, (copies, up_steps, chunks, down_steps) in enumerate(self.experts):
+        for k, (copies, up_steps, activations, down_steps) in enumerate(self.experts):
             for dst, src in copies:
                 dst[...] = src
             for acc, stationary, moving, first in up_steps:
@@ -121,7 +121,7 @@ class MoeNumpyWork:
                     acc[...] = product
                 else:
                     np.add(acc, product, out=acc)
-            for gate, up, c0, size in chunks:
+            for gate, up, c0, size in activations:
                 h[c0:c0 + size] = gate / (1 + np.exp(-gate)) * up
             for n0, parts in down_steps:
                 y = sum(h[c0:c0 + size].T @ to_f32(moving, bfloat16) for moving, c0, size in parts)
